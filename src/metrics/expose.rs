@@ -1,0 +1,181 @@
+//! `/metrics` exposition: OpenMetrics 1.0.0 through prometheus-client, text 0.0.4 derived from it.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+
+use super::Metrics;
+
+/// The two formats Prometheus understands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    OpenMetrics,
+    Text004,
+}
+
+impl Format {
+    pub const OPENMETRICS_CONTENT_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    pub const TEXT_CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
+
+    /// OpenMetrics only when the Accept header asks for it; anything else gets 0.0.4.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text004;
+        };
+        for part in accept.split(',') {
+            let mut params = part.split(';').map(str::trim);
+            let media = params.next().unwrap_or("");
+            if !media.eq_ignore_ascii_case("application/openmetrics-text") {
+                continue;
+            }
+            let mut version_ok = true;
+            let mut q_ok = true;
+            for p in params {
+                if let Some(v) = p.strip_prefix("version=") {
+                    version_ok = v == "1.0.0";
+                } else if let Some(q) = p.strip_prefix("q=") {
+                    q_ok = q.parse::<f64>().map(|q| q > 0.0).unwrap_or(true);
+                }
+            }
+            if version_ok && q_ok {
+                return Format::OpenMetrics;
+            }
+        }
+        Format::Text004
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => Self::OPENMETRICS_CONTENT_TYPE,
+            Format::Text004 => Self::TEXT_CONTENT_TYPE,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MetricsCollector(Arc<Metrics>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Collector for MetricsCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(&mut enc)
+    }
+}
+
+/// The registry behind `/metrics`.
+pub struct Exposition {
+    registry: Registry,
+}
+
+impl Exposition {
+    pub fn new(metrics: Arc<Metrics>, extra: Vec<Box<dyn Collector>>) -> Exposition {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(MetricsCollector(metrics)));
+        for c in extra {
+            registry.register_collector(c);
+        }
+        Exposition { registry }
+    }
+
+    pub fn encode(&self, format: Format) -> String {
+        let mut om = String::with_capacity(64 * 1024);
+        // Writing to a String cannot fail; our collectors only fail on fmt errors.
+        let _ = prometheus_client::encoding::text::encode(&mut om, &self.registry);
+        match format {
+            Format::OpenMetrics => om,
+            Format::Text004 => openmetrics_to_text004(&om),
+        }
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics output as Prometheus text 0.0.4: counters'
+/// HELP/TYPE take the `_total` name, `info` becomes a gauge named `x_info`, and the
+/// `# UNIT` and `# EOF` lines go. Sample lines are the same in both formats.
+pub fn openmetrics_to_text004(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            pending_help = Some((name, help));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (suffix, kind) = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "gaugehistogram" => ("", "histogram"),
+                "stateset" | "unknown" => ("", "untyped"),
+                k => ("", k),
+            };
+            if let Some((hname, help)) = pending_help.take() {
+                if hname == name {
+                    out.push_str("# HELP ");
+                    out.push_str(name);
+                    out.push_str(suffix);
+                    out.push(' ');
+                    out.push_str(help);
+                    out.push('\n');
+                }
+            }
+            out.push_str("# TYPE ");
+            out.push_str(name);
+            out.push_str(suffix);
+            out.push(' ');
+            out.push_str(kind);
+            out.push('\n');
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        } else if line.is_empty() {
+            continue;
+        } else {
+            // Counters' `_created` samples are OpenMetrics-only; we never emit them.
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Text004);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text004);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text004);
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; version=0.0.1")),
+            Format::Text004
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text004
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn conversion_renames_counters_and_info() {
+        let om = "# HELP a_seconds A.\n# TYPE a_seconds histogram\n# UNIT a_seconds seconds\na_seconds_sum 1.0\n# HELP c C.\n# TYPE c counter\nc_total{x=\"y\"} 2\n# HELP b Build.\n# TYPE b info\nb_info{version=\"1\"} 1\n# EOF\n";
+        let t = openmetrics_to_text004(om);
+        assert_eq!(
+            t,
+            "# HELP a_seconds A.\n# TYPE a_seconds histogram\na_seconds_sum 1.0\n# HELP c_total C.\n# TYPE c_total counter\nc_total{x=\"y\"} 2\n# HELP b_info Build.\n# TYPE b_info gauge\nb_info{version=\"1\"} 1\n"
+        );
+    }
+}

@@ -1,0 +1,484 @@
+//! Correlation state: sessions (dedupe, gaps, restarts), calls, legs, recordings, streamings; eviction.
+//!
+//! Generic over the label handle `L` so that this module knows nothing of metrics.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+use crate::cdr::{CallId, CallLegId, RecordingId, SessionId, StreamingId};
+
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// Bounds on tracked state.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Objects older than this (seconds) are evicted by [`SessionState::evict_older_than`].
+    pub max_age_seconds: u64,
+    /// Per kind and session; beyond it the oldest tenth is evicted.
+    pub max_objects: usize,
+    /// Sessions kept after they were replaced, to recognise late duplicates.
+    pub retired_sessions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_age_seconds: 2 * 86400,
+            max_objects: 500_000,
+            retired_sessions: 64,
+        }
+    }
+}
+
+/// The set of correlatorIndex values applied in a session, as sorted inclusive ranges.
+/// CMS sends in order, so this is normally a single range.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    ranges: Vec<(u64, u64)>,
+}
+
+/// Caps the range list against senders that spray random indices; beyond it the
+/// lowest holes are closed (treated as seen), which can only drop, never double count.
+const MAX_RANGES: usize = 4096;
+
+impl Seen {
+    pub fn contains(&self, i: u64) -> bool {
+        match self.ranges.binary_search_by(|&(lo, hi)| {
+            if hi < i {
+                std::cmp::Ordering::Less
+            } else if lo > i {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        }) {
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
+    pub fn max(&self) -> Option<u64> {
+        self.ranges.last().map(|r| r.1)
+    }
+
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
+    pub fn from_ranges(ranges: Vec<(u64, u64)>) -> Seen {
+        Seen { ranges }
+    }
+
+    /// Adds `i`; returns false if it was already there.
+    pub fn insert(&mut self, i: u64) -> bool {
+        // Fast path: the next index in order.
+        if let Some(last) = self.ranges.last_mut() {
+            if last.1.checked_add(1) == Some(i) {
+                last.1 = i;
+                return true;
+            }
+            if last.1 < i {
+                self.ranges.push((i, i));
+                self.bound();
+                return true;
+            }
+        } else {
+            self.ranges.push((i, i));
+            return true;
+        }
+        if self.contains(i) {
+            return false;
+        }
+        let pos = self.ranges.partition_point(|r| r.1 < i);
+        let joins_prev = pos > 0 && self.ranges[pos - 1].1 + 1 == i;
+        let joins_next = pos < self.ranges.len() && self.ranges[pos].0 == i + 1;
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                self.ranges[pos - 1].1 = self.ranges[pos].1;
+                self.ranges.remove(pos);
+            }
+            (true, false) => self.ranges[pos - 1].1 = i,
+            (false, true) => self.ranges[pos].0 = i,
+            (false, false) => self.ranges.insert(pos, (i, i)),
+        }
+        self.bound();
+        true
+    }
+
+    fn bound(&mut self) {
+        if self.ranges.len() > MAX_RANGES {
+            let (lo, _) = self.ranges[0];
+            let (_, hi) = self.ranges[1];
+            self.ranges[1] = (lo, hi);
+            self.ranges.remove(0);
+        }
+    }
+}
+
+/// A tracked call. `placeholder` calls were only named by a leg so far (no callStart yet).
+#[derive(Clone, Debug)]
+pub struct Call<L> {
+    pub tenant: L,
+    pub call_type: L,
+    pub since: u64,
+    pub placeholder: bool,
+    /// Legs attributed to this call while it was a placeholder (to re-label on callStart).
+    pub pending_legs: Vec<CallLegId>,
+}
+
+/// A tracked call leg. `call` is `None` until a record names its call.
+#[derive(Clone, Copy, Debug)]
+pub struct Leg<L> {
+    pub call: Option<CallId>,
+    pub tenant: L,
+    pub leg_type: L,
+    pub direction: L,
+    pub since: u64,
+}
+
+/// A tracked recording or streaming.
+#[derive(Clone, Copy, Debug)]
+pub struct Media {
+    pub since: u64,
+}
+
+/// An object removed without its end record.
+#[derive(Clone, Debug)]
+pub enum Evicted<L> {
+    Call(Call<L>),
+    Leg(Leg<L>),
+    Recording,
+    Streaming,
+}
+
+/// Everything known about one session (one run of one Call Bridge).
+#[derive(Debug)]
+pub struct SessionState<L> {
+    pub session: SessionId,
+    /// The Call Bridge's label, fixed when the session is first seen.
+    pub call_bridge: L,
+    /// The identity the session arrived under (GUID, query parameter or address).
+    pub bridge_key: String,
+    pub seen: Seen,
+    /// Replaced by a newer session of the same Call Bridge: its objects are gone.
+    pub retired: bool,
+    pub calls: Map<CallId, Call<L>>,
+    pub legs: Map<CallLegId, Leg<L>>,
+    pub recordings: Map<RecordingId, Media>,
+    pub streamings: Map<StreamingId, Media>,
+}
+
+impl<L: Copy> SessionState<L> {
+    pub fn new(session: SessionId, call_bridge: L, bridge_key: String) -> Self {
+        SessionState {
+            session,
+            call_bridge,
+            bridge_key,
+            seen: Seen::default(),
+            retired: false,
+            calls: Map::default(),
+            legs: Map::default(),
+            recordings: Map::default(),
+            streamings: Map::default(),
+        }
+    }
+
+    /// Removes every object (the Call Bridge restarted: they are gone with it).
+    pub fn drain_all(&mut self) -> Vec<Evicted<L>> {
+        let mut out = Vec::with_capacity(self.object_count());
+        out.extend(self.calls.drain().map(|(_, c)| Evicted::Call(c)));
+        out.extend(self.legs.drain().map(|(_, l)| Evicted::Leg(l)));
+        out.extend(self.recordings.drain().map(|_| Evicted::Recording));
+        out.extend(self.streamings.drain().map(|_| Evicted::Streaming));
+        self.calls.shrink_to_fit();
+        self.legs.shrink_to_fit();
+        out
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.calls.len() + self.legs.len() + self.recordings.len() + self.streamings.len()
+    }
+
+    /// Removes objects whose `since` is before `cutoff`.
+    pub fn evict_older_than(&mut self, cutoff: u64) -> Vec<Evicted<L>> {
+        let mut out = Vec::new();
+        self.calls
+            .retain(|_, c| keep(c.since, cutoff, || out.push(Evicted::Call(c.clone()))));
+        self.legs
+            .retain(|_, l| keep(l.since, cutoff, || out.push(Evicted::Leg(*l))));
+        self.recordings
+            .retain(|_, m| keep(m.since, cutoff, || out.push(Evicted::Recording)));
+        self.streamings
+            .retain(|_, m| keep(m.since, cutoff, || out.push(Evicted::Streaming)));
+        out
+    }
+
+    /// Enforces `max` per kind by evicting the oldest tenth of a full map. Amortised O(1)
+    /// per insert: one O(n) pass frees room for n/10 more.
+    pub fn enforce_max(&mut self, max: usize) -> Vec<Evicted<L>> {
+        let mut out = Vec::new();
+        if self.calls.len() > max {
+            let cut = cutoff(
+                self.calls.values().map(|c| c.since),
+                self.calls.len() - max * 9 / 10,
+            );
+            self.calls
+                .retain(|_, c| keep(c.since, cut, || out.push(Evicted::Call(c.clone()))));
+        }
+        if self.legs.len() > max {
+            let cut = cutoff(
+                self.legs.values().map(|c| c.since),
+                self.legs.len() - max * 9 / 10,
+            );
+            self.legs
+                .retain(|_, l| keep(l.since, cut, || out.push(Evicted::Leg(*l))));
+        }
+        if self.recordings.len() > max {
+            let cut = cutoff(
+                self.recordings.values().map(|c| c.since),
+                self.recordings.len() - max * 9 / 10,
+            );
+            self.recordings
+                .retain(|_, m| keep(m.since, cut, || out.push(Evicted::Recording)));
+        }
+        if self.streamings.len() > max {
+            let cut = cutoff(
+                self.streamings.values().map(|c| c.since),
+                self.streamings.len() - max * 9 / 10,
+            );
+            self.streamings
+                .retain(|_, m| keep(m.since, cut, || out.push(Evicted::Streaming)));
+        }
+        out
+    }
+}
+
+fn keep(since: u64, cutoff: u64, on_evict: impl FnOnce()) -> bool {
+    if since < cutoff {
+        on_evict();
+        false
+    } else {
+        true
+    }
+}
+
+/// The `since` value below which `n` objects lie (evicting ties too, at least `n`).
+fn cutoff(times: impl Iterator<Item = u64>, n: usize) -> u64 {
+    let mut v: Vec<u64> = times.collect();
+    if n == 0 || v.is_empty() {
+        return 0;
+    }
+    let k = n.min(v.len()) - 1;
+    let (_, nth, _) = v.select_nth_unstable(k);
+    *nth + 1
+}
+
+/// A session's state behind its own lock: batches of one session apply in order,
+/// different Call Bridges in parallel.
+pub type SharedSession<L> = Arc<Mutex<SessionState<L>>>;
+
+/// What [`Tracker::session`] found.
+pub enum Lookup<L> {
+    /// The bridge's current session (possibly just created).
+    Current {
+        state: SharedSession<L>,
+        /// True if this is the first batch of a session (count it).
+        new: bool,
+        /// The session it replaced, if the Call Bridge restarted: end its objects.
+        replaced: Option<SharedSession<L>>,
+    },
+    /// A session that a newer one of the same Call Bridge replaced.
+    Retired(SharedSession<L>),
+}
+
+/// All sessions, and which one is current for each Call Bridge identity.
+pub struct Tracker<L> {
+    pub limits: Limits,
+    sessions: DashMap<SessionId, SharedSession<L>, ahash::RandomState>,
+    bridges: DashMap<String, SessionId, ahash::RandomState>,
+    retired: Mutex<VecDeque<SessionId>>,
+}
+
+impl<L: Copy + Send + 'static> Tracker<L> {
+    pub fn new(limits: Limits) -> Self {
+        Tracker {
+            limits,
+            sessions: DashMap::with_hasher(Default::default()),
+            bridges: DashMap::with_hasher(Default::default()),
+            retired: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Finds or creates the state for `session` arriving as `bridge_key`.
+    /// `label` is called only when a session is created.
+    pub fn session(
+        &self,
+        session: SessionId,
+        bridge_key: &str,
+        label: impl FnOnce() -> L,
+    ) -> Lookup<L> {
+        // Known session: current or retired, whichever identity it arrives under.
+        if let Some(s) = self.sessions.get(&session).map(|s| s.clone()) {
+            if s.lock().retired {
+                return Lookup::Retired(s);
+            }
+            // A second identity for the same session (e.g. two receiver URIs): remember it.
+            let replaced = self.point_bridge(bridge_key, session);
+            return Lookup::Current {
+                state: s,
+                new: false,
+                replaced,
+            };
+        }
+        let state = Arc::new(Mutex::new(SessionState::new(
+            session,
+            label(),
+            bridge_key.to_owned(),
+        )));
+        let state = self.sessions.entry(session).or_insert(state).clone();
+        let replaced = self.point_bridge(bridge_key, session);
+        Lookup::Current {
+            state,
+            new: true,
+            replaced,
+        }
+    }
+
+    /// Makes `session` current for `bridge_key`; returns the session it replaces, retired.
+    fn point_bridge(&self, bridge_key: &str, session: SessionId) -> Option<SharedSession<L>> {
+        let old = match self.bridges.get_mut(bridge_key) {
+            Some(cur) if *cur == session => return None,
+            Some(mut cur) => std::mem::replace(&mut *cur, session),
+            None => {
+                self.bridges.insert(bridge_key.to_owned(), session);
+                return None;
+            }
+        };
+        let old_state = self.sessions.get(&old).map(|s| s.clone())?;
+        {
+            let mut g = old_state.lock();
+            if g.retired {
+                return None;
+            }
+            g.retired = true;
+        }
+        let mut retired = self.retired.lock();
+        retired.push_back(old);
+        while retired.len() > self.limits.retired_sessions {
+            if let Some(gone) = retired.pop_front() {
+                self.sessions.remove(&gone);
+            }
+        }
+        Some(old_state)
+    }
+
+    /// Every live (not retired) session, for sweeps and gauges.
+    pub fn live_sessions(&self) -> Vec<SharedSession<L>> {
+        self.sessions
+            .iter()
+            .filter(|s| !s.value().lock().retired)
+            .map(|s| s.value().clone())
+            .collect()
+    }
+
+    pub fn all_sessions(&self) -> Vec<SharedSession<L>> {
+        self.sessions.iter().map(|s| s.value().clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_in_order_is_one_range() {
+        let mut s = Seen::default();
+        for i in 0..100 {
+            assert!(s.insert(i));
+        }
+        assert_eq!(s.ranges(), &[(0, 99)]);
+        assert!(!s.insert(50));
+        assert!(s.contains(0) && s.contains(99) && !s.contains(100));
+    }
+
+    #[test]
+    fn seen_fills_holes_exactly() {
+        let mut s = Seen::default();
+        for i in [10, 14, 12, 11, 13] {
+            assert!(s.insert(i), "{i}");
+        }
+        assert_eq!(s.ranges(), &[(10, 14)]);
+        for i in [10, 11, 12, 13, 14] {
+            assert!(!s.insert(i));
+        }
+        assert!(s.insert(5));
+        assert_eq!(s.ranges(), &[(5, 5), (10, 14)]);
+    }
+
+    #[test]
+    fn cutoff_evicts_oldest() {
+        let mut st: SessionState<u8> = SessionState::new(SessionId::default(), 0, "b".into());
+        for i in 0..100u64 {
+            st.legs.insert(
+                CallLegId(crate::cdr::Id(i as u128 + 1)),
+                Leg {
+                    call: None,
+                    tenant: 0,
+                    leg_type: 0,
+                    direction: 0,
+                    since: i,
+                },
+            );
+        }
+        let ev = st.enforce_max(50);
+        assert_eq!(st.legs.len(), 45);
+        assert_eq!(ev.len(), 55);
+        assert!(st.legs.values().all(|l| l.since >= 55));
+        let ev = st.evict_older_than(90);
+        assert_eq!(ev.len(), 35);
+    }
+
+    #[test]
+    fn new_session_for_known_bridge_retires_old() {
+        let t: Tracker<u8> = Tracker::new(Limits::default());
+        let s1 = SessionId(crate::cdr::Id(1));
+        let s2 = SessionId(crate::cdr::Id(2));
+        assert!(matches!(
+            t.session(s1, "cb", || 1),
+            Lookup::Current {
+                new: true,
+                replaced: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.session(s1, "cb", || 1),
+            Lookup::Current {
+                new: false,
+                replaced: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.session(s2, "cb", || 1),
+            Lookup::Current {
+                new: true,
+                replaced: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(t.session(s1, "cb", || 1), Lookup::Retired(_)));
+        // The same session under a second identity is still the same state.
+        assert!(matches!(
+            t.session(s2, "10.0.0.1", || 1),
+            Lookup::Current {
+                new: false,
+                replaced: None,
+                ..
+            }
+        ));
+    }
+}
