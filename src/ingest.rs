@@ -101,6 +101,9 @@ impl Ingest {
             .map(|t| rt(&t)),
             stale: m.id(&d.invalid_reason, "stale_session"),
         };
+        for k in fixed.kind {
+            m.tracked_objects.with([k], |g| g.add(0));
+        }
         Ingest {
             tracker: Tracker::new(limits),
             metrics,

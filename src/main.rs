@@ -54,16 +54,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn toml_string(cfg: &Config) -> anyhow::Result<String> {
-    let v = figment::Figment::from(figment::providers::Serialized::defaults(cfg));
-    let value: figment::value::Value = v.extract()?;
-    Ok(format!("{value:#?}\n"))
+    Ok(toml::to_string_pretty(cfg)?)
 }
 
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::new(&cfg.log_level);
+    // Colour only on a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

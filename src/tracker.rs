@@ -216,44 +216,44 @@ impl<L: Copy> SessionState<L> {
         out
     }
 
-    /// Enforces `max` per kind by evicting the oldest tenth of a full map. Amortised O(1)
-    /// per insert: one O(n) pass frees room for n/10 more.
+    /// Enforces `max` per kind by evicting the oldest objects down to 90% of `max`.
+    /// Amortised O(1) per insert: one O(n) pass frees room for n/10 more.
     pub fn enforce_max(&mut self, max: usize) -> Vec<Evicted<L>> {
         let mut out = Vec::new();
-        if self.calls.len() > max {
-            let cut = cutoff(
-                self.calls.values().map(|c| c.since),
-                self.calls.len() - max * 9 / 10,
-            );
-            self.calls
-                .retain(|_, c| keep(c.since, cut, || out.push(Evicted::Call(c.clone()))));
+        let target = max * 9 / 10;
+        for k in oldest(&self.calls, max, target, |c| c.since) {
+            out.extend(self.calls.remove(&k).map(Evicted::Call));
         }
-        if self.legs.len() > max {
-            let cut = cutoff(
-                self.legs.values().map(|c| c.since),
-                self.legs.len() - max * 9 / 10,
-            );
-            self.legs
-                .retain(|_, l| keep(l.since, cut, || out.push(Evicted::Leg(*l))));
+        for k in oldest(&self.legs, max, target, |l| l.since) {
+            out.extend(self.legs.remove(&k).map(Evicted::Leg));
         }
-        if self.recordings.len() > max {
-            let cut = cutoff(
-                self.recordings.values().map(|c| c.since),
-                self.recordings.len() - max * 9 / 10,
-            );
-            self.recordings
-                .retain(|_, m| keep(m.since, cut, || out.push(Evicted::Recording)));
+        for k in oldest(&self.recordings, max, target, |m| m.since) {
+            self.recordings.remove(&k);
+            out.push(Evicted::Recording);
         }
-        if self.streamings.len() > max {
-            let cut = cutoff(
-                self.streamings.values().map(|c| c.since),
-                self.streamings.len() - max * 9 / 10,
-            );
-            self.streamings
-                .retain(|_, m| keep(m.since, cut, || out.push(Evicted::Streaming)));
+        for k in oldest(&self.streamings, max, target, |m| m.since) {
+            self.streamings.remove(&k);
+            out.push(Evicted::Streaming);
         }
         out
     }
+}
+
+/// The keys of the oldest entries to remove so that a map over `max` shrinks to `target`.
+fn oldest<K: Copy + Ord, V>(
+    map: &Map<K, V>,
+    max: usize,
+    target: usize,
+    since: impl Fn(&V) -> u64,
+) -> Vec<K> {
+    if map.len() <= max {
+        return Vec::new();
+    }
+    let n = map.len() - target;
+    let mut v: Vec<(u64, K)> = map.iter().map(|(k, x)| (since(x), *k)).collect();
+    v.select_nth_unstable(n - 1);
+    v.truncate(n);
+    v.into_iter().map(|(_, k)| k).collect()
 }
 
 fn keep(since: u64, cutoff: u64, on_evict: impl FnOnce()) -> bool {
@@ -263,17 +263,6 @@ fn keep(since: u64, cutoff: u64, on_evict: impl FnOnce()) -> bool {
     } else {
         true
     }
-}
-
-/// The `since` value below which `n` objects lie (evicting ties too, at least `n`).
-fn cutoff(times: impl Iterator<Item = u64>, n: usize) -> u64 {
-    let mut v: Vec<u64> = times.collect();
-    if n == 0 || v.is_empty() {
-        return 0;
-    }
-    let k = n.min(v.len()) - 1;
-    let (_, nth, _) = v.select_nth_unstable(k);
-    *nth + 1
 }
 
 /// A session's state behind its own lock: batches of one session apply in order,
@@ -437,8 +426,13 @@ mod tests {
         assert_eq!(st.legs.len(), 45);
         assert_eq!(ev.len(), 55);
         assert!(st.legs.values().all(|l| l.since >= 55));
-        let ev = st.evict_older_than(90);
-        assert_eq!(ev.len(), 35);
+        // Ties are broken, not all evicted.
+        for l in st.legs.values_mut() {
+            l.since = 7;
+        }
+        assert_eq!(st.enforce_max(40).len(), 9);
+        assert_eq!(st.legs.len(), 36);
+        assert_eq!(st.evict_older_than(8).len(), 36);
     }
 
     #[test]
