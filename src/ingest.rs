@@ -272,15 +272,15 @@ impl Ingest {
                             self.leg_gone(cb, &l);
                         }
                     }
-                    (RecordType::RecordingEnd, Some(ObjectRef::Recording(id))) => {
-                        if st.recordings.remove(&id).is_some() {
-                            m.recordings_active.with([cb], |g| g.add(-1));
-                        }
+                    (RecordType::RecordingEnd, Some(ObjectRef::Recording(id)))
+                        if st.recordings.remove(&id).is_some() =>
+                    {
+                        m.recordings_active.with([cb], |g| g.add(-1));
                     }
-                    (RecordType::StreamingEnd, Some(ObjectRef::Streaming(id))) => {
-                        if st.streamings.remove(&id).is_some() {
-                            m.streamings_active.with([cb], |g| g.add(-1));
-                        }
+                    (RecordType::StreamingEnd, Some(ObjectRef::Streaming(id)))
+                        if st.streamings.remove(&id).is_some() =>
+                    {
+                        m.streamings_active.with([cb], |g| g.add(-1));
                     }
                     _ => {}
                 }

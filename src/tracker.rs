@@ -46,18 +46,17 @@ const MAX_RANGES: usize = 4096;
 
 impl Seen {
     pub fn contains(&self, i: u64) -> bool {
-        match self.ranges.binary_search_by(|&(lo, hi)| {
-            if hi < i {
-                std::cmp::Ordering::Less
-            } else if lo > i {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        }) {
-            Ok(_) => true,
-            Err(_) => false,
-        }
+        self.ranges
+            .binary_search_by(|&(lo, hi)| {
+                if hi < i {
+                    std::cmp::Ordering::Less
+                } else if lo > i {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
     }
 
     pub fn max(&self) -> Option<u64> {

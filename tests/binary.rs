@@ -16,6 +16,7 @@ fn exe() -> &'static str {
 }
 
 /// Starts the binary and returns it with the address it reports listening on.
+#[allow(clippy::zombie_processes)] // the caller waits for it (sigterm_and_wait)
 fn spawn(
     args: &[&str],
     env: &[(&str, &str)],

@@ -1578,6 +1578,9 @@ fn inline_deep_nesting_is_too_deep() {
     // Known element names nested deeply as well.
     let body = leg_end(&nested(100, "rxAudio"));
     assert_eq!(parse_err(body.as_bytes()), ParseError::TooDeep);
+    // Hostile depth is cut off early, without recursion or a stack overflow.
+    let body = leg_end(&nested(100_000, "a"));
+    assert_eq!(parse_err(body.as_bytes()), ParseError::TooDeep);
 }
 
 #[test]

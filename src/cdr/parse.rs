@@ -215,12 +215,10 @@ impl<'a> Parser<'a> {
                         }
                         self.skip(1)?;
                     }
-                    Event::Empty(e) => {
-                        if object.is_none() {
-                            if let Some(mut b) = Building::for_element(&e, &header.record_type) {
-                                b.attributes(&e, &[]);
-                                object = Some(b);
-                            }
+                    Event::Empty(e) if object.is_none() => {
+                        if let Some(mut b) = Building::for_element(&e, &header.record_type) {
+                            b.attributes(&e, &[]);
+                            object = Some(b);
                         }
                     }
                     Event::End(_) => break,
@@ -308,21 +306,15 @@ impl<'a> Parser<'a> {
                     had_child = true;
                     text = Acc::default();
                 }
-                Event::Text(t) => {
-                    if unknown_depth == 0 {
-                        text.push(t.xml10_content());
-                    }
+                Event::Text(t) if unknown_depth == 0 => {
+                    text.push(t.xml10_content());
                 }
-                Event::CData(t) => {
-                    if unknown_depth == 0 {
-                        text.push(t.xml10_content());
-                    }
+                Event::CData(t) if unknown_depth == 0 => {
+                    text.push(t.xml10_content());
                 }
-                Event::GeneralRef(r) => {
-                    if unknown_depth == 0 {
-                        if let Some(s) = resolve_ref(&r) {
-                            text.push(Cow::Owned(s));
-                        }
+                Event::GeneralRef(r) if unknown_depth == 0 => {
+                    if let Some(s) = resolve_ref(&r) {
+                        text.push(Cow::Owned(s));
                     }
                 }
                 Event::Eof => return Err(ParseError::Truncated),

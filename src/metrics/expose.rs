@@ -131,9 +131,7 @@ pub fn openmetrics_to_text004(om: &str) -> String {
             out.push(' ');
             out.push_str(kind);
             out.push('\n');
-        } else if line.starts_with("# UNIT ") || line == "# EOF" {
-            continue;
-        } else if line.is_empty() {
+        } else if line.starts_with("# UNIT ") || line == "# EOF" || line.is_empty() {
             continue;
         } else {
             // Counters' `_created` samples are OpenMetrics-only; we never emit them.
