@@ -33,6 +33,7 @@ pub struct Config {
     pub tracking: Tracking,
     pub labels: Labels,
     pub names: Names,
+    pub mos: Mos,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,24 @@ pub struct Labels {
     pub max_values: usize,
 }
 
+/// The MOS estimate's assumptions (see README "How MOS is estimated").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mos {
+    /// One-way delay Ta (ms) assumed for every leg; 0 = listening quality only.
+    pub assumed_delay_ms: f64,
+    /// Per-codec overrides of the impairment table, e.g. `g729 = { ie = 11, bpl = 19 }`.
+    pub codecs: BTreeMap<String, CodecValues>,
+}
+
+/// Equipment impairment `ie` and packet-loss robustness `bpl` of one codec (ITU-T G.113).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodecValues {
+    pub ie: f64,
+    pub bpl: f64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Names {
@@ -87,6 +106,7 @@ impl Default for Config {
             tracking: Tracking::default(),
             labels: Labels::default(),
             names: Names::default(),
+            mos: Mos::default(),
         }
     }
 }
@@ -195,6 +215,12 @@ impl Config {
         }
         if self.tracking.sweep_interval_seconds == 0 {
             return bad("tracking.sweep_interval_seconds", "must be positive".into());
+        }
+        if !(self.mos.assumed_delay_ms.is_finite() && self.mos.assumed_delay_ms >= 0.0) {
+            return bad(
+                "mos.assumed_delay_ms",
+                "must be a non-negative number of milliseconds".into(),
+            );
         }
         for (key, v) in [
             ("labels.max_call_bridges", self.labels.max_call_bridges),

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::cdr::{self, Batch, CallRef, Entry, ObjectRef, Record, RecordType};
+use crate::cdr::{self, Batch, CallRef, Entry, ObjectRef, PacketStatistics, Record, RecordType};
 use crate::metrics::{values, LabelId, Metrics};
+use crate::quality::{self, BurstGap, CodecTable};
 use crate::tracker::{Call, Evicted, Leg, Limits, Lookup, Media, SessionState, Tracker};
 
 /// Configured GUID/id → readable name maps for the `call_bridge` and `tenant` labels.
@@ -14,6 +15,13 @@ use crate::tracker::{Call, Evicted, Leg, Limits, Lookup, Media, SessionState, Tr
 pub struct Names {
     pub call_bridges: HashMap<String, String>,
     pub tenants: HashMap<String, String>,
+}
+
+/// What the MOS estimate assumes (from `[mos]` in the config).
+#[derive(Clone, Debug, Default)]
+pub struct MosSettings {
+    pub codecs: CodecTable,
+    pub assumed_delay_ms: f64,
 }
 
 /// Where a batch came from, beside what its XML says.
@@ -53,6 +61,19 @@ struct Fixed {
     evict_restart: LabelId,
     record_types: [LabelId; 9],
     stale: LabelId,
+    audio: LabelId,
+    video: LabelId,
+    rx: LabelId,
+    tx: LabelId,
+    codec_unknown: LabelId,
+    alarm_unknown: LabelId,
+    no_audio: LabelId,
+    no_stats: LabelId,
+    invalid_values: LabelId,
+    /// encrypted, unencrypted, both, none
+    encryption: [LabelId; 4],
+    /// main_video_viewer, main_video_contributor, presentation_viewer, presentation_contributor, multistream_video
+    usage: [LabelId; 5],
 }
 
 const KIND_CALL: usize = 0;
@@ -65,11 +86,12 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
     pub tracker: Tracker<LabelId>,
     names: Names,
+    mos: MosSettings,
     fixed: Fixed,
 }
 
 impl Ingest {
-    pub fn new(metrics: Arc<Metrics>, limits: Limits, names: Names) -> Ingest {
+    pub fn new(metrics: Arc<Metrics>, limits: Limits, names: Names, mos: MosSettings) -> Ingest {
         let m = &metrics;
         let d = &m.d;
         let rt = |t: &RecordType| m.id(&d.record_type, t.as_str());
@@ -100,7 +122,31 @@ impl Ingest {
             ]
             .map(|t| rt(&t)),
             stale: m.id(&d.invalid_reason, "stale_session"),
+            audio: m.id(&d.media, "audio"),
+            video: m.id(&d.media, "video"),
+            rx: m.id(&d.media_direction, "rx"),
+            tx: m.id(&d.media_direction, "tx"),
+            codec_unknown: m.id(&d.codec, values::UNKNOWN),
+            alarm_unknown: m.id(&d.alarm, values::UNKNOWN),
+            no_audio: m.id(&d.mos_reason, "no_audio"),
+            no_stats: m.id(&d.mos_reason, "no_packet_statistics"),
+            invalid_values: m.id(&d.mos_reason, "invalid_values"),
+            encryption: ["encrypted", "unencrypted", "both", "none"]
+                .map(|e| m.id(&d.encryption, e)),
+            usage: std::array::from_fn(|i| {
+                m.id(&d.usage, crate::metrics::crate_known::MEDIA_USAGES[i])
+            }),
         };
+        // The assumptions in force are part of every estimate: expose them.
+        for (codec, imp) in mos.codecs.entries() {
+            let c = m.id(&d.codec, codec);
+            for (p, v) in [("ie", imp.ie), ("bpl", imp.bpl)] {
+                let p = m.id(&d.parameter, p);
+                m.mos_codec_impairment.with([c, p], |g| g.0.set(v));
+            }
+        }
+        m.mos_assumed_delay
+            .with([], |g| g.0.set(mos.assumed_delay_ms / 1000.0));
         for k in fixed.kind {
             m.tracked_objects.with([k], |g| g.add(0));
         }
@@ -108,6 +154,7 @@ impl Ingest {
             tracker: Tracker::new(limits),
             metrics,
             names,
+            mos,
             fixed,
         }
     }
@@ -456,6 +503,7 @@ impl Ingest {
                     m.leg_duration
                         .with([cb, tenant], |h| h.observe(d, m.leg_duration.desc.buckets));
                 }
+                self.leg_quality(cb, tenant, r);
             }
             Record::RecordingStart(r) => {
                 if st.recordings.insert(r.id, Media { since: now }).is_none() {
@@ -486,6 +534,133 @@ impl Ingest {
                 m.streamings_ended.with([cb], |c| c.inc());
             }
             Record::Unknown => {}
+        }
+    }
+
+    /// Call quality from a callLegEnd: MOS, loss, alarms, codec mix, video, encryption, usage.
+    fn leg_quality(&self, cb: LabelId, tenant: LabelId, r: &cdr::CallLegEnd<'_>) {
+        let m = &*self.metrics;
+        let f = &self.fixed;
+        let dur = r.duration_seconds;
+        // MOS: listening quality of the audio the Meeting Server received from the leg.
+        let unavailable = |reason: LabelId| {
+            m.leg_mos_unavailable
+                .with([cb, tenant, reason], |c| c.inc())
+        };
+        match &r.rx_audio {
+            None => unavailable(f.no_audio),
+            Some(a) => match a.packet_statistics.as_ref() {
+                None => unavailable(f.no_stats),
+                Some(ps) => {
+                    let bg = burst_gap(ps);
+                    let codec = self
+                        .mos
+                        .codecs
+                        .get(a.codec.as_ref().map(|c| c.as_str()).unwrap_or(""));
+                    match quality::mos_from_cms(codec, &bg, self.mos.assumed_delay_ms) {
+                        Ok(mos) => m
+                            .leg_mos
+                            .with([cb, tenant], |h| h.observe(mos, m.leg_mos.desc.buckets)),
+                        Err(_) => unavailable(f.invalid_values),
+                    }
+                    self.loss(cb, tenant, f.audio, &bg);
+                }
+            },
+        }
+        if let Some(ps) = r
+            .rx_video
+            .as_ref()
+            .and_then(|v| v.packet_statistics.as_ref())
+        {
+            self.loss(cb, tenant, f.video, &burst_gap(ps));
+        }
+        // Alarms: a leg counts once per alarm type; seconds add up over its alarms.
+        let mut seen: [Option<LabelId>; 4] = [None; 4];
+        for (i, a) in r.alarms.iter().enumerate() {
+            let t = match &a.alarm_type {
+                Some(t) => m.id(&m.d.alarm, t.as_str()),
+                None => f.alarm_unknown,
+            };
+            if !seen.contains(&Some(t)) {
+                if let Some(slot) = seen.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some(t);
+                }
+                if i < 64 {
+                    m.legs_with_alarm.with([cb, tenant, t], |c| c.inc());
+                }
+            }
+            if let (Some(p), Some(d)) = (a.duration_percentage, dur) {
+                m.leg_alarm_seconds
+                    .with([cb, tenant, t], |c| c.add(p.min(100.0) * d / 100.0));
+            }
+        }
+        // Codec mix, by stream and by leg time.
+        fn audio(s: &Option<cdr::AudioStream>) -> Option<Option<&str>> {
+            s.as_ref().map(|a| a.codec.as_ref().map(|c| c.as_str()))
+        }
+        fn video(s: &Option<cdr::VideoStream>) -> Option<Option<&str>> {
+            s.as_ref().map(|v| v.codec.as_ref().map(|c| c.as_str()))
+        }
+        for (media, dir, codec) in [
+            (f.audio, f.rx, audio(&r.rx_audio)),
+            (f.audio, f.tx, audio(&r.tx_audio)),
+            (f.video, f.rx, video(&r.rx_video)),
+            (f.video, f.tx, video(&r.tx_video)),
+        ] {
+            let Some(codec) = codec else { continue };
+            let c = match codec {
+                Some(c) => m.id(&m.d.codec, c),
+                None => f.codec_unknown,
+            };
+            let key = [cb, tenant, media, dir, c];
+            m.media_streams.with(key, |x| x.inc());
+            if let Some(d) = dur {
+                m.media_seconds.with(key, |x| x.add(d));
+            }
+        }
+        for (dir, v) in [(f.rx, &r.rx_video), (f.tx, &r.tx_video)] {
+            if let Some(h) = v.as_ref().and_then(|v| v.max_size_height) {
+                m.video_height.with([cb, tenant, dir], |x| {
+                    x.observe(h as f64, m.video_height.desc.buckets)
+                });
+            }
+        }
+        let enc = match (
+            r.encrypted_media == Some(true),
+            r.unencrypted_media == Some(true),
+        ) {
+            (true, false) => 0,
+            (false, true) => 1,
+            (true, true) => 2,
+            (false, false) => 3,
+        };
+        m.legs_encryption
+            .with([cb, tenant, f.encryption[enc]], |c| c.inc());
+        if let Some(d) = dur {
+            let u = &r.media_usage;
+            let shares = [
+                u.main_video_viewer,
+                u.main_video_contributor,
+                u.presentation_viewer,
+                u.presentation_contributor,
+                u.multistream_video,
+            ];
+            for (i, p) in shares.iter().enumerate() {
+                if let Some(p) = p {
+                    m.media_usage_seconds.with([cb, tenant, f.usage[i]], |c| {
+                        c.add(p.min(100.0) * d / 100.0)
+                    });
+                }
+            }
+        }
+    }
+
+    fn loss(&self, cb: LabelId, tenant: LabelId, media: LabelId, bg: &BurstGap) {
+        let m = &*self.metrics;
+        if let Ok(p) = quality::loss_percent(bg) {
+            m.leg_packet_loss.with([cb, tenant, media], |h| {
+                h.observe(p / 100.0, m.leg_packet_loss.desc.buckets)
+            });
         }
     }
 
@@ -632,6 +807,17 @@ impl Ingest {
                 .tracked_objects
                 .with([self.fixed.kind[k]], |g| g.set(*v as i64));
         }
+    }
+}
+
+/// CMS packetStatistics as the model's burst/gap input; an absent value is 0 (CMS always sends
+/// all four; a partial section means nothing was measured there).
+fn burst_gap(ps: &PacketStatistics) -> BurstGap {
+    BurstGap {
+        burst_duration: ps.packet_loss_bursts.duration.unwrap_or(0.0),
+        burst_density: ps.packet_loss_bursts.density.unwrap_or(0.0),
+        gap_duration: ps.packet_gap.duration.unwrap_or(0.0),
+        gap_density: ps.packet_gap.density.unwrap_or(0.0),
     }
 }
 

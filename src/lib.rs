@@ -26,7 +26,8 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(cfg: &Config) -> App {
+    /// Builds the state; fails only on settings `Config::validate` cannot judge alone.
+    pub fn new(cfg: &Config) -> Result<App, config::ConfigError> {
         let metrics = Arc::new(Metrics::new(&LabelLimits {
             call_bridge: cfg.labels.max_call_bridges,
             tenant: cfg.labels.max_tenants,
@@ -41,7 +42,24 @@ impl App {
             call_bridges: cfg.names.call_bridges.clone().into_iter().collect(),
             tenants: cfg.names.tenants.clone().into_iter().collect(),
         };
-        let ingest = Arc::new(Ingest::new(metrics.clone(), limits, names));
+        let codecs = quality::CodecTable::with_overrides(cfg.mos.codecs.iter().map(|(k, v)| {
+            (
+                k.clone(),
+                quality::CodecImpairment {
+                    ie: v.ie,
+                    bpl: v.bpl,
+                },
+            )
+        }))
+        .map_err(|e| config::ConfigError::Invalid {
+            key: "mos.codecs",
+            msg: e.to_string(),
+        })?;
+        let mos = ingest::MosSettings {
+            codecs,
+            assumed_delay_ms: cfg.mos.assumed_delay_ms,
+        };
+        let ingest = Arc::new(Ingest::new(metrics.clone(), limits, names, mos));
         let exposition = Exposition::new(metrics, vec![Box::new(ProcessCollector)]);
         let http_cfg = http::HttpConfig {
             cdr_path: cfg.cdr_path.clone(),
@@ -52,7 +70,7 @@ impl App {
             summary: summary(cfg),
         };
         let state = http::AppState::new(ingest.clone(), exposition, http_cfg);
-        App { ingest, state }
+        Ok(App { ingest, state })
     }
 }
 
@@ -103,7 +121,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = App::new(&cfg);
+    let app = App::new(&cfg).map_err(std::io::Error::other)?;
     let sweeper = {
         let ingest = app.ingest.clone();
         let every = Duration::from_secs(cfg.tracking.sweep_interval_seconds);

@@ -23,7 +23,7 @@ impl T {
     }
     fn with(cfg: Config) -> T {
         T {
-            app: App::new(&cfg),
+            app: App::new(&cfg).unwrap(),
         }
     }
     fn post(&self, body: &[u8]) -> Outcome {

@@ -1513,28 +1513,29 @@ fn rx_audio_density(bursts_density: &str) -> String {
 }
 
 #[test]
-fn inline_packet_statistics_density_over_100_is_bad_number() {
+fn inline_packet_statistics_out_of_range_is_kept_for_the_quality_model() {
+    // Out-of-range statistics do not invalidate the leg's end record: the MOS model
+    // rejects them (counted as invalid_values) while the leg still ends.
     let body = rx_audio_density("100.5");
     let batch = parse_ok(body.as_bytes());
-    match &only(&batch).body {
-        Err(inv) => {
-            assert_eq!(inv.reason, InvalidReason::BadNumber);
-            assert_eq!(inv.object, Some(ObjectRef::CallLeg(leg_id(INLINE_LEG))));
-        }
-        ok => panic!("density 100.5 accepted: {ok:?}"),
-    }
-    // Same in a video section.
-    let body = leg_end(
-        "<rxVideo><codec>h264</codec><packetStatistics>\
-         <packetGap><duration>9.0</duration><density>250</density></packetGap>\
-         </packetStatistics></rxVideo>",
+    let r = rec!(only(&batch), CallLegEnd);
+    assert_eq!(
+        r.rx_audio,
+        audio(AudioCodec::Opus, stats((1.0, 100.5), (9.0, 0.5)))
     );
+    let body = rx_audio_density("garbage");
     let batch = parse_ok(body.as_bytes());
-    assert!(
-        matches!(&only(&batch).body, Err(inv) if inv.reason == InvalidReason::BadNumber),
-        "{:?}",
-        only(&batch).body
-    );
+    let r = rec!(only(&batch), CallLegEnd);
+    let d = r
+        .rx_audio
+        .as_ref()
+        .unwrap()
+        .packet_statistics
+        .unwrap()
+        .packet_loss_bursts
+        .density
+        .unwrap();
+    assert!(d.is_nan(), "unreadable density becomes NaN, got {d}");
     // Exactly 100 is a valid percentage.
     let body = rx_audio_density("100");
     let batch = parse_ok(body.as_bytes());
@@ -1543,6 +1544,13 @@ fn inline_packet_statistics_density_over_100_is_bad_number() {
         r.rx_audio,
         audio(AudioCodec::Opus, stats((1.0, 100.0), (9.0, 0.5)))
     );
+}
+
+#[test]
+fn integers_at_u64_overflow_are_rejected() {
+    assert_eq!(cdr::parse_u64("18446744073709551616"), None);
+    assert_eq!(cdr::parse_u64("1.8446744073709552e19"), None);
+    assert_eq!(cdr::parse_u64(" 42 "), Some(42));
 }
 
 fn nested(levels: usize, name: &str) -> String {

@@ -417,7 +417,7 @@ pub fn parse_u64(s: &str) -> Option<u64> {
         return Some(v);
     }
     let f = s.parse::<f64>().ok()?;
-    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64).then_some(f as u64)
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64).then_some(f as u64)
 }
 
 /// Finite, non-negative numbers (durations and percentages).
@@ -1051,7 +1051,9 @@ impl<'a> Building<'a> {
     }
 }
 
-/// `packetStatistics` children; percentages over 100 are invalid.
+/// `packetStatistics` children. Kept as sent, even out of range or NaN: whether they allow a
+/// MOS estimate is the quality model's call (it counts them as `invalid_values`), and a bad
+/// statistic must not cost the leg its end record.
 fn loss_field(
     ps: &mut PacketStatistics,
     path: &[El],
@@ -1065,15 +1067,10 @@ fn loss_field(
     if v.is_empty() {
         return None;
     }
+    let x = v.trim().parse::<f64>().unwrap_or(f64::NAN);
     match path.get(1) {
-        Some(El::Duration) => match parse_f64(v) {
-            Some(x) => period.duration = Some(x),
-            None => return Some((InvalidReason::BadNumber, "packetStatistics.duration")),
-        },
-        Some(El::Density) => match parse_f64(v) {
-            Some(x) if x <= 100.0 => period.density = Some(x),
-            _ => return Some((InvalidReason::BadNumber, "packetStatistics.density")),
-        },
+        Some(El::Duration) => period.duration = Some(x),
+        Some(El::Density) => period.density = Some(x),
         _ => {}
     }
     None

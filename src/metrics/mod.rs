@@ -44,6 +44,15 @@ pub const PARTICIPANT_BUCKETS: &[f64] = &[
     1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
 ];
 
+/// MOS bands (ITU-T P.800.1 / G.107): 4.3 very good, 3.6 bad, 3.1 not recommended, 2.6 very bad.
+pub const MOS_BUCKETS: &[f64] = &[1.0, 2.0, 2.6, 3.1, 3.6, 4.0, 4.3, 4.5];
+/// Packet loss ratio buckets: 0.1 % to 50 %.
+pub const LOSS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
+/// Video heights: 144p to 4K.
+pub const HEIGHT_BUCKETS: &[f64] = &[
+    144.0, 240.0, 360.0, 480.0, 576.0, 720.0, 1080.0, 1440.0, 2160.0,
+];
+
 /// Label values with a meaning of their own.
 pub mod values {
     /// The call has no tenant (single-tenant deployments).
@@ -66,10 +75,18 @@ pub struct Domains {
     pub evict_reason: Domain,
     pub invalid_reason: Domain,
     pub reject_reason: Domain,
+    pub codec: Domain,
+    pub alarm: Domain,
+    pub media: Domain,
+    pub media_direction: Domain,
+    pub encryption: Domain,
+    pub usage: Domain,
+    pub mos_reason: Domain,
+    pub parameter: Domain,
 }
 
 impl Domains {
-    fn all(&self) -> [&Domain; 12] {
+    fn all(&self) -> [&Domain; 20] {
         [
             &self.call_bridge,
             &self.tenant,
@@ -83,6 +100,14 @@ impl Domains {
             &self.evict_reason,
             &self.invalid_reason,
             &self.reject_reason,
+            &self.codec,
+            &self.alarm,
+            &self.media,
+            &self.media_direction,
+            &self.encryption,
+            &self.usage,
+            &self.mos_reason,
+            &self.parameter,
         ]
     }
 }
@@ -105,6 +130,19 @@ pub struct Metrics {
     pub legs_started: Family<3, Counter>,
     pub legs_ended: Family<4, Counter>,
     pub leg_duration: Family<2, Histogram>,
+
+    pub leg_mos: Family<2, Histogram>,
+    pub leg_mos_unavailable: Family<3, Counter>,
+    pub leg_packet_loss: Family<3, Histogram>,
+    pub leg_alarm_seconds: Family<3, FloatCounter>,
+    pub legs_with_alarm: Family<3, Counter>,
+    pub media_streams: Family<5, Counter>,
+    pub media_seconds: Family<5, FloatCounter>,
+    pub video_height: Family<3, Histogram>,
+    pub legs_encryption: Family<3, Counter>,
+    pub media_usage_seconds: Family<3, FloatCounter>,
+    pub mos_codec_impairment: Family<2, FloatGauge>,
+    pub mos_assumed_delay: Family<0, FloatGauge>,
 
     pub recordings_active: Family<1, Gauge>,
     pub recordings_started: Family<1, Counter>,
@@ -165,6 +203,30 @@ impl Metrics {
             evict_reason: dom("reason", e, &["max_age", "max_objects", "restart"]),
             invalid_reason: dom("reason", e, crate_known::INVALID_REASONS),
             reject_reason: dom("reason", e, crate_known::REJECT_REASONS),
+            codec: dom(
+                "codec",
+                e,
+                &[crate_known::AUDIO_CODECS, crate_known::VIDEO_CODECS, &[U]].concat(),
+            ),
+            alarm: dom(
+                "alarm",
+                e,
+                &["packetLoss", "excessiveJitter", "highRoundTripTime", U],
+            ),
+            media: dom("media", e, &["audio", "video"]),
+            media_direction: dom("direction", e, &["rx", "tx"]),
+            encryption: dom(
+                "encryption",
+                e,
+                &["encrypted", "unencrypted", "both", "none"],
+            ),
+            usage: dom("usage", e, crate_known::MEDIA_USAGES),
+            mos_reason: dom(
+                "reason",
+                e,
+                &["no_audio", "no_packet_statistics", "invalid_values"],
+            ),
+            parameter: dom("parameter", e, &["ie", "bpl"]),
         };
         Metrics {
             table,
@@ -178,6 +240,18 @@ impl Metrics {
             legs_started: Family::new(desc!("cms_call_legs_started", "Call legs started (callLegStart records)", ["call_bridge", "leg_type", "direction"])),
             legs_ended: Family::new(desc!("cms_call_legs_ended", "Call legs ended (callLegEnd records) by reason and by which side tore down", ["call_bridge", "tenant", "reason", "remote_teardown"])),
             leg_duration: Family::new(desc!("cms_call_leg_duration", "Call leg duration from callLegEnd durationSeconds", ["call_bridge", "tenant"], seconds, DURATION_BUCKETS)),
+            leg_mos: Family::new(desc!("cms_call_leg_mos", "Estimated listening-quality MOS of the audio the Meeting Server received from each leg (E-model from CMS burst/gap packet statistics)", ["call_bridge", "tenant"], buckets MOS_BUCKETS)),
+            leg_mos_unavailable: Family::new(desc!("cms_call_leg_mos_unavailable", "Call legs ended without a MOS estimate, by reason (no_audio, no_packet_statistics, invalid_values)", ["call_bridge", "tenant", "reason"])),
+            leg_packet_loss: Family::new(desc!("cms_call_leg_packet_loss_ratio", "Packet loss of received media per leg (time-weighted burst and gap density), ratio 0-1", ["call_bridge", "tenant", "media"], buckets LOSS_BUCKETS)),
+            leg_alarm_seconds: Family::new(desc!("cms_call_leg_alarm", "Time legs spent in an alarm condition (durationPercentage x durationSeconds / 100)", ["call_bridge", "tenant", "alarm"], seconds)),
+            legs_with_alarm: Family::new(desc!("cms_call_legs_with_alarm", "Call legs that raised an alarm of this type at least once", ["call_bridge", "tenant", "alarm"])),
+            media_streams: Family::new(desc!("cms_call_leg_media_streams", "Media streams of ended legs by codec (one per rx/tx audio/video section)", ["call_bridge", "tenant", "media", "direction", "codec"])),
+            media_seconds: Family::new(desc!("cms_call_leg_media", "Leg time by media codec (the leg's durationSeconds per stream present)", ["call_bridge", "tenant", "media", "direction", "codec"], seconds)),
+            video_height: Family::new(desc!("cms_call_leg_video_max_height_pixels", "Largest video height received (rx) and sent (tx) per leg (maxSizeHeight)", ["call_bridge", "tenant", "direction"], buckets HEIGHT_BUCKETS)),
+            legs_encryption: Family::new(desc!("cms_call_legs_encryption", "Ended legs by media encryption (encrypted, unencrypted, both, none)", ["call_bridge", "tenant", "encryption"])),
+            media_usage_seconds: Family::new(desc!("cms_call_leg_media_usage", "Leg time spent viewing or contributing main video and presentation, and in multistream (mediaUsagePercentages x durationSeconds / 100)", ["call_bridge", "tenant", "usage"], seconds)),
+            mos_codec_impairment: Family::new(desc!("cdr_exporter_mos_codec_impairment", "Codec impairment values in force for the MOS estimate (ie, bpl)", ["codec", "parameter"])),
+            mos_assumed_delay: Family::new(desc!("cdr_exporter_mos_assumed_delay", "One-way delay Ta assumed by the MOS estimate", [], seconds)),
             recordings_active: Family::new(desc!("cms_recordings_active", "Recordings in progress", ["call_bridge"])),
             recordings_started: Family::new(desc!("cms_recordings_started", "Recordings started (recordingStart records)", ["call_bridge"])),
             recordings_ended: Family::new(desc!("cms_recordings_ended", "Recordings ended (recordingEnd records)", ["call_bridge"])),
@@ -222,6 +296,16 @@ impl Metrics {
             &self.legs_started,
             &self.legs_ended,
             &self.leg_duration,
+            &self.leg_mos,
+            &self.leg_mos_unavailable,
+            &self.leg_packet_loss,
+            &self.leg_alarm_seconds,
+            &self.legs_with_alarm,
+            &self.media_streams,
+            &self.media_seconds,
+            &self.video_height,
+            &self.legs_encryption,
+            &self.media_usage_seconds,
             &self.recordings_active,
             &self.recordings_started,
             &self.recordings_ended,
@@ -240,6 +324,8 @@ impl Metrics {
             &self.sessions,
             &self.tracked_objects,
             &self.evicted_objects,
+            &self.mos_codec_impairment,
+            &self.mos_assumed_delay,
             &self.build_info,
         ]
     }
@@ -332,6 +418,20 @@ pub mod crate_known {
         "recordingEnd",
         "streamingStart",
         "streamingEnd",
+    ];
+    pub const AUDIO_CODECS: &[&str] = &[
+        "g711u", "g711a", "g722", "g728", "g729", "g722_1", "g722_1c", "aac", "speexNb", "speexWb",
+        "speexUwb", "isacWb", "isacSwb", "opus",
+    ];
+    pub const VIDEO_CODECS: &[&str] = &[
+        "h261", "h263", "h263+", "h264", "h264Lync", "vp8", "rtVideo",
+    ];
+    pub const MEDIA_USAGES: &[&str] = &[
+        "main_video_viewer",
+        "main_video_contributor",
+        "presentation_viewer",
+        "presentation_contributor",
+        "multistream_video",
     ];
     pub const INVALID_REASONS: &[&str] = &[
         "missing_correlator_index",
