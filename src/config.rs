@@ -34,6 +34,77 @@ pub struct Config {
     pub labels: Labels,
     pub names: Names,
     pub mos: Mos,
+    pub journal: JournalCfg,
+    pub snapshot: SnapshotCfg,
+    pub server: Server,
+    pub tls: Tls,
+    pub auth: Auth,
+}
+
+/// When accepted batches are forced to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Before every 200 (group commit across concurrent requests).
+    Always,
+    /// Every `fsync_interval_ms`.
+    Interval,
+    /// Left to the operating system.
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalCfg {
+    pub fsync: Fsync,
+    pub fsync_interval_ms: u64,
+    /// A new segment file is started beyond this size.
+    pub segment_max_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotCfg {
+    /// How often all state is snapshotted (and older journal segments pruned).
+    pub interval_seconds: u64,
+    /// Snapshots kept on disk.
+    pub keep: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// A separate address for /metrics (and the probes); empty serves it on `listen`.
+    pub metrics_listen: String,
+    /// Connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (also bounds idle keep-alive).
+    pub header_timeout_seconds: u64,
+    /// Time a client has to send a request's body.
+    pub body_timeout_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain; with `key_file`, the listener speaks HTTPS (TLS 1.2 and 1.3).
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+    /// How often the files are checked for changes (SIGHUP reloads at once). 0 disables polling.
+    pub reload_interval_seconds: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Shared secret required on the CDR path: `?token=...` in the receiver URI or
+    /// `Authorization: Bearer ...`. Empty disables the check.
+    pub token: String,
+    /// File holding the token (first line), instead of putting it in the config.
+    pub token_file: String,
+    /// Networks (CIDR) allowed to POST records; empty allows every address.
+    pub allow: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +178,51 @@ impl Default for Config {
             labels: Labels::default(),
             names: Names::default(),
             mos: Mos::default(),
+            journal: JournalCfg::default(),
+            snapshot: SnapshotCfg::default(),
+            server: Server::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
+        }
+    }
+}
+
+impl Default for JournalCfg {
+    fn default() -> Self {
+        JournalCfg {
+            fsync: Fsync::Always,
+            fsync_interval_ms: 1000,
+            segment_max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for SnapshotCfg {
+    fn default() -> Self {
+        SnapshotCfg {
+            interval_seconds: 300,
+            keep: 2,
+        }
+    }
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            cert_file: String::new(),
+            key_file: String::new(),
+            reload_interval_seconds: 10,
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            metrics_listen: String::new(),
+            max_connections: 1024,
+            header_timeout_seconds: 30,
+            body_timeout_seconds: 60,
         }
     }
 }
@@ -216,6 +332,60 @@ impl Config {
         if self.tracking.sweep_interval_seconds == 0 {
             return bad("tracking.sweep_interval_seconds", "must be positive".into());
         }
+        if !self.server.metrics_listen.is_empty() {
+            if let Err(e) = self.server.metrics_listen.parse::<SocketAddr>() {
+                return bad(
+                    "server.metrics_listen",
+                    format!(
+                        "{:?} is not an address:port ({e})",
+                        self.server.metrics_listen
+                    ),
+                );
+            }
+        }
+        for (key, v) in [
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.header_timeout_seconds",
+                self.server.header_timeout_seconds,
+            ),
+            (
+                "server.body_timeout_seconds",
+                self.server.body_timeout_seconds,
+            ),
+            ("snapshot.interval_seconds", self.snapshot.interval_seconds),
+            ("snapshot.keep", self.snapshot.keep as u64),
+            ("journal.fsync_interval_ms", self.journal.fsync_interval_ms),
+        ] {
+            if v == 0 {
+                return bad(key, "must be positive".into());
+            }
+        }
+        if self.journal.segment_max_bytes < 4096 {
+            return bad("journal.segment_max_bytes", "must be at least 4096".into());
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            let key = if self.tls.cert_file.is_empty() {
+                "tls.cert_file"
+            } else {
+                "tls.key_file"
+            };
+            return bad(key, "tls.cert_file and tls.key_file go together".into());
+        }
+        if !self.auth.token.is_empty() && !self.auth.token_file.is_empty() {
+            return bad(
+                "auth.token_file",
+                "set auth.token or auth.token_file, not both".into(),
+            );
+        }
+        for net in &self.auth.allow {
+            if parse_net(net).is_none() {
+                return bad(
+                    "auth.allow",
+                    format!("{net:?} is not an address or CIDR network"),
+                );
+            }
+        }
         if !(self.mos.assumed_delay_ms.is_finite() && self.mos.assumed_delay_ms >= 0.0) {
             return bad(
                 "mos.assumed_delay_ms",
@@ -237,6 +407,45 @@ impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated")
     }
+
+    /// The allowlist as networks (validated).
+    pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
+        self.auth
+            .allow
+            .iter()
+            .filter_map(|n| parse_net(n))
+            .collect()
+    }
+
+    /// The shared secret, from `auth.token` or `auth.token_file`.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        if !self.auth.token.is_empty() {
+            return Ok(Some(self.auth.token.clone()));
+        }
+        if self.auth.token_file.is_empty() {
+            return Ok(None);
+        }
+        let text =
+            std::fs::read_to_string(&self.auth.token_file).map_err(|e| ConfigError::Invalid {
+                key: "auth.token_file",
+                msg: format!("{}: {e}", self.auth.token_file),
+            })?;
+        let t = text.lines().next().unwrap_or("").trim().to_owned();
+        if t.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "auth.token_file",
+                msg: "the file is empty".into(),
+            });
+        }
+        Ok(Some(t))
+    }
+}
+
+/// An address (`10.0.0.5`) or a network (`10.0.0.0/8`).
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[cfg(test)]

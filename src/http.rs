@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use crate::cdr::{self, ParseError};
 use crate::ingest::{Ingest, Source};
 use crate::metrics::{Exposition, Format};
+use crate::store::{Journal, StoreError};
 
 /// What the HTTP layer needs, as plain values.
 #[derive(Clone, Debug)]
@@ -37,6 +38,10 @@ pub struct AppState {
     pub exposition: Exposition,
     pub config: HttpConfig,
     pub ready: AtomicBool,
+    /// Held shared while a batch is journaled and applied, exclusively while a snapshot
+    /// copies the state: a snapshot never sees half a batch.
+    pub gate: tokio::sync::RwLock<()>,
+    journal: std::sync::OnceLock<Journal>,
     quarantine: Quarantine,
 }
 
@@ -49,8 +54,19 @@ impl AppState {
             exposition,
             config,
             ready: AtomicBool::new(true),
+            gate: tokio::sync::RwLock::new(()),
+            journal: std::sync::OnceLock::new(),
             quarantine,
         })
+    }
+
+    /// Makes every accepted batch durable before it is applied and acknowledged.
+    pub fn set_journal(&self, j: Journal) {
+        let _ = self.journal.set(j);
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.get()
     }
 }
 
@@ -73,6 +89,8 @@ pub enum HttpError {
     TooLarge(u64),
     #[error("could not read body: {0}")]
     Read(String),
+    #[error("cannot store the batch now ({0}); retry later")]
+    Unavailable(StoreError),
 }
 
 impl HttpError {
@@ -81,6 +99,7 @@ impl HttpError {
             HttpError::BadBatch(_) => StatusCode::BAD_REQUEST,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Read(_) => StatusCode::BAD_REQUEST,
+            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
     fn reason(&self) -> &'static str {
@@ -88,6 +107,7 @@ impl HttpError {
             HttpError::BadBatch(e) => e.as_label(),
             HttpError::TooLarge(_) => "too_large",
             HttpError::Read(_) => "read_error",
+            HttpError::Unavailable(_) => "journal_error",
         }
     }
 }

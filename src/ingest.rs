@@ -839,3 +839,44 @@ fn counts(st: &State) -> [usize; 4] {
         st.streamings.len(),
     ]
 }
+
+/// Everything `apply` has built, in a form that can be written to disk.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateSnapshot {
+    /// Label values; the tracker refers to them by index.
+    pub labels: Vec<String>,
+    pub metrics: crate::metrics::MetricsSnapshot,
+    pub tracker: crate::tracker::TrackerSnapshot,
+}
+
+impl Ingest {
+    /// Copies all state. Batches must not be applied meanwhile (the caller holds the gate).
+    pub fn snapshot(&self) -> StateSnapshot {
+        let tracker = self.tracker.snapshot(|l| l.0);
+        let metrics = self.metrics.snapshot();
+        let labels = self
+            .metrics
+            .table
+            .values()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        StateSnapshot {
+            labels,
+            metrics,
+            tracker,
+        }
+    }
+
+    /// Loads a snapshot into a fresh `Ingest` (before any batch is applied).
+    pub fn restore(&self, s: &StateSnapshot) {
+        let m = &*self.metrics;
+        m.restore(&s.metrics);
+        let ids: Vec<LabelId> = s.labels.iter().map(|v| m.table.intern(v)).collect();
+        let unknown = self.fixed.tenant_unknown;
+        self.tracker.restore(&s.tracker, |i| {
+            ids.get(i as usize).copied().unwrap_or(unknown)
+        });
+        self.refresh_tracked();
+    }
+}

@@ -8,26 +8,127 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod quality;
+pub mod rules;
+pub mod sim;
+pub mod store;
 pub mod tracker;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use config::Config;
 use ingest::{Ingest, Names};
-use metrics::{Exposition, LabelLimits, Metrics, ProcessCollector};
+use metrics::{Exposition, FloatGauge, LabelLimits, Metrics, ProcessCollector};
 
 /// The exporter's shared state, built from a config.
 pub struct App {
     pub ingest: Arc<Ingest>,
     pub state: Arc<http::AppState>,
+    store: Option<Durable>,
+}
+
+/// The on-disk side: where snapshots go and how many to keep.
+struct Durable {
+    snapshot_dir: PathBuf,
+    journal_dir: PathBuf,
+    keep: usize,
+    status: Arc<StoreStatus>,
+}
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("data directory: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+impl From<StartError> for std::io::Error {
+    fn from(e: StartError) -> Self {
+        std::io::Error::other(e.to_string())
+    }
 }
 
 impl App {
-    /// Builds the state; fails only on settings `Config::validate` cannot judge alone.
+    /// Builds the state in memory only: no journal, no recovery (tests, benches, tools).
     pub fn new(cfg: &Config) -> Result<App, config::ConfigError> {
+        Self::build(cfg, Vec::new())
+    }
+
+    /// Builds the state and makes it durable: loads the newest snapshot from
+    /// `data_dir`, replays the journal after it, and opens the journal for new batches.
+    pub fn open(cfg: &Config) -> Result<App, StartError> {
+        let journal_dir = cfg.data_dir.join("journal");
+        let snapshot_dir = cfg.data_dir.join("snapshots");
+        let status = Arc::new(StoreStatus::default());
+        let mut app = Self::build(cfg, vec![Box::new(StoreCollector(status.clone()))])?;
+        let started = std::time::Instant::now();
+        let mut seq = 0;
+        if let Some((snap_seq, state)) =
+            store::load_snapshot::<ingest::StateSnapshot>(&snapshot_dir)
+        {
+            app.ingest.restore(&state);
+            seq = snap_seq;
+        }
+        let ingest = app.ingest.clone();
+        let mut failed = 0u64;
+        let report = store::journal::read(&journal_dir, seq, |e| match cdr::parse(&e.body) {
+            Ok(batch) => {
+                let src = ingest::Source {
+                    query_call_bridge: e.query_call_bridge.as_deref(),
+                    peer: e.peer,
+                };
+                ingest.apply(&batch, &src, e.received_at);
+            }
+            // Only parsed batches are journaled; a failure here means a parser change.
+            Err(_) => failed += 1,
+        })?;
+        status.replayed.store(report.replayed, Ordering::Relaxed);
+        status
+            .corrupt_bytes
+            .store(report.corrupt_bytes, Ordering::Relaxed);
+        tracing::info!(
+            snapshot_seq = seq,
+            replayed = report.replayed,
+            corrupt_bytes = report.corrupt_bytes,
+            unparsable = failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state recovered"
+        );
+        let policy = match cfg.journal.fsync {
+            config::Fsync::Always => store::FsyncPolicy::Always,
+            config::Fsync::Interval => {
+                store::FsyncPolicy::Interval(Duration::from_millis(cfg.journal.fsync_interval_ms))
+            }
+            config::Fsync::Never => store::FsyncPolicy::Never,
+        };
+        let journal = store::Journal::open(
+            journal_dir.clone(),
+            report.last_seq.max(seq),
+            policy,
+            cfg.journal.segment_max_bytes,
+        )?;
+        status.journal.lock().replace(journal.stats.clone());
+        status.snapshot_seq.store(seq, Ordering::Relaxed);
+        app.state.set_journal(journal);
+        app.store = Some(Durable {
+            snapshot_dir,
+            journal_dir,
+            keep: cfg.snapshot.keep,
+            status,
+        });
+        Ok(app)
+    }
+
+    fn build(
+        cfg: &Config,
+        extra: Vec<Box<dyn prometheus_client::collector::Collector>>,
+    ) -> Result<App, config::ConfigError> {
         let metrics = Arc::new(Metrics::new(&LabelLimits {
             call_bridge: cfg.labels.max_call_bridges,
             tenant: cfg.labels.max_tenants,
@@ -60,7 +161,10 @@ impl App {
             assumed_delay_ms: cfg.mos.assumed_delay_ms,
         };
         let ingest = Arc::new(Ingest::new(metrics.clone(), limits, names, mos));
-        let exposition = Exposition::new(metrics, vec![Box::new(ProcessCollector)]);
+        let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
+            vec![Box::new(ProcessCollector)];
+        collectors.extend(extra);
+        let exposition = Exposition::new(metrics, collectors);
         let http_cfg = http::HttpConfig {
             cdr_path: cfg.cdr_path.clone(),
             metrics_path: cfg.metrics_path.clone(),
@@ -70,48 +174,182 @@ impl App {
             summary: summary(cfg),
         };
         let state = http::AppState::new(ingest.clone(), exposition, http_cfg);
-        Ok(App { ingest, state })
+        Ok(App {
+            ingest,
+            state,
+            store: None,
+        })
+    }
+
+    /// Writes a snapshot of all state and prunes the journal it covers. Batches wait
+    /// while the state is copied (milliseconds), not while it is written.
+    pub async fn snapshot(&self) -> Result<(), store::StoreError> {
+        let Some(d) = &self.store else { return Ok(()) };
+        let Some(journal) = self.state.journal() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let (seq, state) = {
+            let _gate = self.state.gate.write().await;
+            let seq = journal.last_seq();
+            if seq == d.status.snapshot_seq.load(Ordering::Relaxed)
+                && d.status.snapshots.load(Ordering::Relaxed) > 0
+            {
+                return Ok(()); // nothing new since the last one
+            }
+            journal.rotate().await?;
+            (seq, self.ingest.snapshot())
+        };
+        let (dir, jdir, keep) = (d.snapshot_dir.clone(), d.journal_dir.clone(), d.keep);
+        tokio::task::spawn_blocking(move || -> Result<(), store::StoreError> {
+            store::write_snapshot(&dir, seq, &state, keep)?;
+            store::journal::prune(&jdir, seq)?;
+            Ok(())
+        })
+        .await
+        .map_err(|_| store::StoreError::Closed)??;
+        d.status.snapshot_seq.store(seq, Ordering::Relaxed);
+        d.status.snapshots.fetch_add(1, Ordering::Relaxed);
+        d.status.last_snapshot.0.set(unix_now());
+        d.status
+            .snapshot_seconds
+            .0
+            .set(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            seq,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(())
     }
 }
 
-/// Key/value lines for the landing page.
+/// Durability figures for `/metrics`.
+#[derive(Debug, Default)]
+struct StoreStatus {
+    journal: parking_lot::Mutex<Option<Arc<store::JournalStats>>>,
+    replayed: AtomicU64,
+    corrupt_bytes: AtomicU64,
+    snapshot_seq: AtomicU64,
+    snapshots: AtomicU64,
+    last_snapshot: FloatGauge,
+    snapshot_seconds: FloatGauge,
+}
+
+/// `cdr_exporter_journal_*`, `cdr_exporter_snapshot_*` and `cdr_exporter_recovery_*`.
+#[derive(Debug)]
+struct StoreCollector(Arc<StoreStatus>);
+
+impl prometheus_client::collector::Collector for StoreCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::NoLabelSet;
+        use prometheus_client::metrics::MetricType::{Counter, Gauge};
+        use prometheus_client::registry::Unit;
+        let s = &self.0;
+        let mut put =
+            |name: &str, help: &str, unit: Option<Unit>, kind, v: f64| -> std::fmt::Result {
+                let mut m = enc.encode_descriptor(name, help, unit.as_ref(), kind)?;
+                match kind {
+                    Counter => m.encode_counter::<NoLabelSet, f64, f64>(&v, None),
+                    _ => m.encode_gauge(&v),
+                }
+            };
+        if let Some(j) = s.journal.lock().clone() {
+            put(
+                "cdr_exporter_journal_appends",
+                "Batches written to the journal",
+                None,
+                Counter,
+                j.appends.load(Ordering::Relaxed) as f64,
+            )?;
+            put(
+                "cdr_exporter_journal_written",
+                "Bytes written to the journal",
+                Some(Unit::Bytes),
+                Counter,
+                j.bytes.load(Ordering::Relaxed) as f64,
+            )?;
+            put(
+                "cdr_exporter_journal_fsyncs",
+                "fsync calls on the journal (one per group commit)",
+                None,
+                Counter,
+                j.fsyncs.load(Ordering::Relaxed) as f64,
+            )?;
+            put(
+                "cdr_exporter_journal_fsync",
+                "Time spent in journal fsync",
+                Some(Unit::Seconds),
+                Counter,
+                j.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            )?;
+            put(
+                "cdr_exporter_journal_errors",
+                "Failed journal writes (each answered 503)",
+                None,
+                Counter,
+                j.errors.load(Ordering::Relaxed) as f64,
+            )?;
+        }
+        put(
+            "cdr_exporter_recovery_replayed_batches",
+            "Journaled batches replayed at the last start",
+            None,
+            Gauge,
+            s.replayed.load(Ordering::Relaxed) as f64,
+        )?;
+        put(
+            "cdr_exporter_recovery_corrupt",
+            "Torn or corrupt journal bytes discarded at the last start",
+            Some(Unit::Bytes),
+            Gauge,
+            s.corrupt_bytes.load(Ordering::Relaxed) as f64,
+        )?;
+        put(
+            "cdr_exporter_snapshot_last_success_timestamp",
+            "When the last snapshot was written",
+            Some(Unit::Seconds),
+            Gauge,
+            s.last_snapshot.0.get(),
+        )?;
+        put(
+            "cdr_exporter_snapshot_last_duration",
+            "How long the last snapshot took",
+            Some(Unit::Seconds),
+            Gauge,
+            s.snapshot_seconds.0.get(),
+        )?;
+        Ok(())
+    }
+}
+
+/// Key/value lines for the landing page: every configuration key, secrets masked.
 fn summary(cfg: &Config) -> Vec<(String, String)> {
-    let mut v = vec![
-        ("listen".to_owned(), cfg.listen.clone()),
-        ("cdr_path".to_owned(), cfg.cdr_path.clone()),
-        ("metrics_path".to_owned(), cfg.metrics_path.clone()),
-        ("data_dir".to_owned(), cfg.data_dir.display().to_string()),
-        ("max_body_bytes".to_owned(), cfg.max_body_bytes.to_string()),
-        (
-            "tracking.max_age_seconds".to_owned(),
-            cfg.tracking.max_age_seconds.to_string(),
-        ),
-        (
-            "tracking.max_objects".to_owned(),
-            cfg.tracking.max_objects.to_string(),
-        ),
-        (
-            "labels.max_call_bridges".to_owned(),
-            cfg.labels.max_call_bridges.to_string(),
-        ),
-        (
-            "labels.max_tenants".to_owned(),
-            cfg.labels.max_tenants.to_string(),
-        ),
-        (
-            "labels.max_values".to_owned(),
-            cfg.labels.max_values.to_string(),
-        ),
-    ];
-    v.push((
-        "names.call_bridges".to_owned(),
-        cfg.names.call_bridges.len().to_string(),
-    ));
-    v.push((
-        "names.tenants".to_owned(),
-        cfg.names.tenants.len().to_string(),
-    ));
-    v
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = toml::Value::try_from(cfg) {
+        walk("", &v, &mut out);
+    }
+    for (k, v) in &mut out {
+        if k == "auth.token" && v != "\"\"" {
+            *v = "(set)".into();
+        }
+    }
+    out
 }
 
 /// Serves the exporter on `listener` until `shutdown` resolves, then lets in-flight
@@ -121,7 +359,22 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = App::new(&cfg).map_err(std::io::Error::other)?;
+    let app = Arc::new(App::open(&cfg)?);
+    let snapshotter = {
+        let app = app.clone();
+        let every = Duration::from_secs(cfg.snapshot.interval_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.snapshot().await {
+                    tracing::error!(error = %e, "snapshot failed; the journal keeps growing until one succeeds");
+                }
+            }
+        })
+    };
     let sweeper = {
         let ingest = app.ingest.clone();
         let every = Duration::from_secs(cfg.tracking.sweep_interval_seconds);
@@ -148,6 +401,11 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await;
     sweeper.abort();
+    snapshotter.abort();
+    // A final snapshot makes the next start quick; the journal is there if it fails.
+    if let Err(e) = app.snapshot().await {
+        tracing::warn!(error = %e, "final snapshot failed");
+    }
     tracing::info!("cdr-exporter stopped");
     res
 }
@@ -157,4 +415,62 @@ pub fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// `cdr-exporter demo`: the exporter on `listener`, fed by an in-process Call Bridge
+/// simulator with moderate traffic (3 bridges, one unclustered, 4 tenants, 2 calls/s, a 10 %
+/// bad tail) until `shutdown` resolves; then the simulator ends its calls and stops first.
+pub async fn demo(
+    cfg: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    // Listening on every address: talk to ourselves over loopback.
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let base = SocketAddr::new(ip, addr.port());
+    let metrics_url = format!("http://{base}{}", cfg.metrics_path);
+    let sim_cfg = sim::SimConfig {
+        target: format!("http://{base}{}", cfg.cdr_path),
+        call_bridges: 3,
+        unclustered: 1,
+        tenants: 4,
+        calls_per_second: 2.0,
+        duration: None,
+        seed: rand::random(),
+        bad_tail: 0.1,
+        drain_timeout: Duration::from_secs(2),
+        progress: false,
+        ..sim::SimConfig::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(run(cfg, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    tracing::info!(
+        url = %metrics_url,
+        call_bridges = sim_cfg.call_bridges,
+        calls_per_second = sim_cfg.calls_per_second,
+        seed = sim_cfg.seed,
+        "demo: simulated Call Bridges are feeding the exporter; open the URL for live metrics (Ctrl-C stops)"
+    );
+    let simulation = sim::run(sim_cfg, shutdown);
+    tokio::select! {
+        // The exporter stopped by itself (it could not serve): nothing to demo.
+        res = &mut server => return res.map_err(std::io::Error::other)?,
+        summary = simulation => match summary {
+            Ok(s) => tracing::info!(
+                calls = s.calls_started,
+                records = s.records_acknowledged,
+                "demo: simulator stopped"
+            ),
+            Err(e) => tracing::error!(error = %e, "demo: simulator failed"),
+        },
+    }
+    let _ = stop_tx.send(());
+    server.await.map_err(std::io::Error::other)?
 }

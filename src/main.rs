@@ -1,15 +1,29 @@
-//! The `cdr-exporter` command line: parse flags, load the config, set up logging, run.
+//! The `cdr-exporter` command line: parse flags, load the config, set up logging, run the
+//! exporter (default), `demo` (the exporter fed by the simulator) or `simulate`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use cdr_exporter::config::{Config, LogFormat, Overrides};
-use clap::Parser;
+use cdr_exporter::sim::SimConfig;
+use clap::{Args, Parser, Subcommand};
 
 /// CDR receiver for Cisco Meeting Server and Prometheus exporter.
+///
+/// Without a subcommand it runs the exporter.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    exporter: ExporterArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The exporter's flags (also accepted after `demo`).
+#[derive(Args, Debug, Default, Clone)]
+struct ExporterArgs {
     /// TOML configuration file (optional: built-in defaults apply without one).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -27,30 +41,159 @@ struct Cli {
     print_config: bool,
 }
 
+impl ExporterArgs {
+    /// Flags given after the subcommand win over those given before it.
+    fn or(self, before: ExporterArgs) -> ExporterArgs {
+        ExporterArgs {
+            config: self.config.or(before.config),
+            listen: self.listen.or(before.listen),
+            data_dir: self.data_dir.or(before.data_dir),
+            log_level: self.log_level.or(before.log_level),
+            print_config: self.print_config || before.print_config,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Simulate a cluster of Cisco Meeting Server Call Bridges posting CDRs to a receiver.
+    Simulate(SimulateArgs),
+    /// Run the exporter fed by simulated Call Bridges: live metrics within seconds.
+    Demo {
+        #[command(flatten)]
+        exporter: ExporterArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Receiver URL the Call Bridges post to, e.g. http://127.0.0.1:19477/cdr.
+    #[arg(long, value_name = "URL")]
+    target: String,
+    /// Call Bridges in the cluster.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    call_bridges: usize,
+    /// How many of them are unclustered (no callBridge attribute; they add
+    /// ?call_bridge=sim-cb-<i> to the target URL).
+    #[arg(long, value_name = "U", default_value_t = 0)]
+    unclustered: usize,
+    /// Tenants (0: calls carry no tenant).
+    #[arg(long, value_name = "M", default_value_t = 2)]
+    tenants: usize,
+    /// New calls per second over the whole cluster (Poisson arrivals).
+    #[arg(long, value_name = "R", default_value_t = 10.0)]
+    calls_per_second: f64,
+    /// How long calls keep starting (then calls in flight finish), e.g. 10s, 2m.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Seed of everything the records say [default: random, printed in the summary].
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Records per POST: each batch holds 1..K records.
+    #[arg(long, value_name = "K", default_value_t = 10)]
+    batch_max: usize,
+    /// Probability that a record is discarded before sending (announced by
+    /// numPreceedingRecordsMissing on the next one).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Restart each Call Bridge this often (new session, its calls abandoned), e.g. 30s.
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    restart_every: Option<Duration>,
+    /// Probability that an acknowledged batch is sent again.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    duplicate_rate: f64,
+    /// Share of connected legs with heavy packet loss.
+    #[arg(long, value_name = "P", default_value_t = 0.05)]
+    bad_tail: f64,
+    /// Time to wait for the answer to a POST before retrying it.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Write the totals the exporter should show (JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    expect_json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Log level or tracing filter for the simulator's own messages.
+    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    log_level: String,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    match cli.command {
+        None => exporter(cli.exporter, false),
+        Some(Command::Demo { exporter: e }) => exporter(e.or(cli.exporter), true),
+        Some(Command::Simulate(args)) => simulate(args),
+    }
+}
+
+/// The exporter (default mode), or the exporter with the demo simulator feeding it.
+fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
     let overrides = Overrides {
-        listen: cli.listen,
-        data_dir: cli.data_dir,
-        log_level: cli.log_level,
+        listen: args.listen,
+        data_dir: args.data_dir,
+        log_level: args.log_level,
     };
-    let cfg = Config::load(cli.config.as_deref(), &overrides)?;
-    if cli.print_config {
+    let cfg = Config::load(args.config.as_deref(), &overrides)?;
+    if args.print_config {
         print!("{}", toml_string(&cfg)?);
         return Ok(());
     }
     init_logging(&cfg);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen_addr())
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
-        cdr_exporter::run(cfg, listener, shutdown_signal()).await?;
+        if demo {
+            cdr_exporter::demo(cfg, listener, shutdown_signal()).await?;
+        } else {
+            cdr_exporter::run(cfg, listener, shutdown_signal()).await?;
+        }
         Ok(())
     })
+}
+
+fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&a.log_level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cfg = SimConfig {
+        target: a.target,
+        call_bridges: a.call_bridges,
+        unclustered: a.unclustered,
+        tenants: a.tenants,
+        calls_per_second: a.calls_per_second,
+        duration: Some(a.duration),
+        seed: a.seed.unwrap_or_else(rand::random),
+        batch_max: a.batch_max,
+        drop_rate: a.drop_rate,
+        restart_every: a.restart_every,
+        duplicate_rate: a.duplicate_rate,
+        bad_tail: a.bad_tail,
+        request_timeout: a.timeout,
+        progress: !a.quiet,
+        ..SimConfig::default()
+    };
+    cfg.validate()?;
+    let summary = runtime()?.block_on(cdr_exporter::sim::run(cfg, shutdown_signal()))?;
+    println!("{summary}");
+    if let Some(path) = a.expect_json {
+        let json = serde_json::to_string_pretty(&summary.expected)?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
 }
 
 fn toml_string(cfg: &Config) -> anyhow::Result<String> {

@@ -264,6 +264,33 @@ fn keep(since: u64, cutoff: u64, on_evict: impl FnOnce()) -> bool {
     }
 }
 
+/// A leg in a snapshot: id, call, (tenant, leg_type, direction) labels, since.
+pub type LegSnapshot = (u128, Option<u128>, [u32; 3], u64);
+/// A call in a snapshot: id, (tenant, call_type) labels, since, placeholder, pending legs.
+pub type CallSnapshot = (u128, [u32; 2], u64, bool, Vec<u128>);
+
+/// One session's state with labels as plain indices (see [`Tracker::snapshot`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionSnapshot {
+    pub session: u128,
+    pub call_bridge: u32,
+    pub bridge_key: String,
+    pub seen: Vec<(u64, u64)>,
+    pub retired: bool,
+    pub calls: Vec<CallSnapshot>,
+    pub legs: Vec<LegSnapshot>,
+    pub recordings: Vec<(u128, u64)>,
+    pub streamings: Vec<(u128, u64)>,
+}
+
+/// All correlation state, serialisable.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrackerSnapshot {
+    pub sessions: Vec<SessionSnapshot>,
+    pub bridges: Vec<(String, u128)>,
+    pub retired: Vec<u128>,
+}
+
 /// A session's state behind its own lock: batches of one session apply in order,
 /// different Call Bridges in parallel.
 pub type SharedSession<L> = Arc<Mutex<SessionState<L>>>;
@@ -374,6 +401,113 @@ impl<L: Copy + Send + 'static> Tracker<L> {
 
     pub fn all_sessions(&self) -> Vec<SharedSession<L>> {
         self.sessions.iter().map(|s| s.value().clone()).collect()
+    }
+
+    /// Copies the state; `label` turns a label handle into a plain index. The caller must
+    /// keep batches from being applied meanwhile for the copy to be consistent.
+    pub fn snapshot(&self, label: impl Fn(L) -> u32) -> TrackerSnapshot {
+        let sessions = self
+            .all_sessions()
+            .iter()
+            .map(|s| {
+                let st = s.lock();
+                SessionSnapshot {
+                    session: st.session.0 .0,
+                    call_bridge: label(st.call_bridge),
+                    bridge_key: st.bridge_key.clone(),
+                    seen: st.seen.ranges().to_vec(),
+                    retired: st.retired,
+                    calls: st
+                        .calls
+                        .iter()
+                        .map(|(id, c)| {
+                            let pending = c.pending_legs.iter().map(|l| l.0 .0).collect();
+                            (
+                                id.0 .0,
+                                [label(c.tenant), label(c.call_type)],
+                                c.since,
+                                c.placeholder,
+                                pending,
+                            )
+                        })
+                        .collect(),
+                    legs: st
+                        .legs
+                        .iter()
+                        .map(|(id, l)| {
+                            let labels = [label(l.tenant), label(l.leg_type), label(l.direction)];
+                            (id.0 .0, l.call.map(|c| c.0 .0), labels, l.since)
+                        })
+                        .collect(),
+                    recordings: st
+                        .recordings
+                        .iter()
+                        .map(|(id, m)| (id.0 .0, m.since))
+                        .collect(),
+                    streamings: st
+                        .streamings
+                        .iter()
+                        .map(|(id, m)| (id.0 .0, m.since))
+                        .collect(),
+                }
+            })
+            .collect();
+        TrackerSnapshot {
+            sessions,
+            bridges: self
+                .bridges
+                .iter()
+                .map(|b| (b.key().clone(), b.value().0 .0))
+                .collect(),
+            retired: self.retired.lock().iter().map(|s| s.0 .0).collect(),
+        }
+    }
+
+    /// Loads a snapshot into an empty tracker; `label` maps indices back to handles.
+    pub fn restore(&self, snap: &TrackerSnapshot, label: impl Fn(u32) -> L) {
+        use crate::cdr::Id;
+        for s in &snap.sessions {
+            let mut st = SessionState::new(
+                SessionId(Id(s.session)),
+                label(s.call_bridge),
+                s.bridge_key.clone(),
+            );
+            st.seen = Seen::from_ranges(s.seen.clone());
+            st.retired = s.retired;
+            for (id, [tenant, call_type], since, placeholder, pending) in &s.calls {
+                let call = Call {
+                    tenant: label(*tenant),
+                    call_type: label(*call_type),
+                    since: *since,
+                    placeholder: *placeholder,
+                    pending_legs: pending.iter().map(|l| CallLegId(Id(*l))).collect(),
+                };
+                st.calls.insert(CallId(Id(*id)), call);
+            }
+            for (id, call, [tenant, leg_type, direction], since) in &s.legs {
+                let leg = Leg {
+                    call: call.map(|c| CallId(Id(c))),
+                    tenant: label(*tenant),
+                    leg_type: label(*leg_type),
+                    direction: label(*direction),
+                    since: *since,
+                };
+                st.legs.insert(CallLegId(Id(*id)), leg);
+            }
+            for (id, since) in &s.recordings {
+                st.recordings
+                    .insert(RecordingId(Id(*id)), Media { since: *since });
+            }
+            for (id, since) in &s.streamings {
+                st.streamings
+                    .insert(StreamingId(Id(*id)), Media { since: *since });
+            }
+            self.sessions.insert(st.session, Arc::new(Mutex::new(st)));
+        }
+        for (key, session) in &snap.bridges {
+            self.bridges.insert(key.clone(), SessionId(Id(*session)));
+        }
+        *self.retired.lock() = snap.retired.iter().map(|s| SessionId(Id(*s))).collect();
     }
 }
 

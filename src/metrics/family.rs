@@ -20,7 +20,7 @@ pub struct Desc<const N: usize> {
 }
 
 /// An f64 in an `AtomicU64` (bit pattern), updated by compare-and-swap.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct AtomicF64(AtomicU64);
 
 impl AtomicF64 {
@@ -60,11 +60,23 @@ impl AtomicF64 {
     }
 }
 
+/// A cell's value, for snapshots.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum CellValue {
+    Int(u64),
+    Float(f64),
+    Signed(i64),
+    Histogram { counts: Vec<u64>, sum: f64 },
+}
+
 /// The kinds of cell a family can hold.
 pub trait Cell: Send + Sync {
     const TYPE: MetricType;
     fn new(buckets: &'static [f64]) -> Self;
     fn encode(&self, buckets: &'static [f64], e: MetricEncoder<'_>) -> std::fmt::Result;
+    fn value(&self) -> CellValue;
+    /// Sets the cell from a snapshot; a value of another kind is ignored.
+    fn restore(&self, v: &CellValue);
 }
 
 /// A monotonic integer counter.
@@ -90,6 +102,14 @@ impl Cell for Counter {
     }
     fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
         e.encode_counter::<NoLabelSet, u64, f64>(&self.get(), None)
+    }
+    fn value(&self) -> CellValue {
+        CellValue::Int(self.get())
+    }
+    fn restore(&self, v: &CellValue) {
+        if let CellValue::Int(x) = v {
+            self.0.store(*x, Ordering::Relaxed);
+        }
     }
 }
 
@@ -117,6 +137,14 @@ impl Cell for FloatCounter {
     fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
         e.encode_counter::<NoLabelSet, f64, f64>(&self.get(), None)
     }
+    fn value(&self) -> CellValue {
+        CellValue::Float(self.get())
+    }
+    fn restore(&self, v: &CellValue) {
+        if let CellValue::Float(x) = v {
+            self.0.set(*x);
+        }
+    }
 }
 
 /// An integer gauge.
@@ -143,10 +171,18 @@ impl Cell for Gauge {
     fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
         e.encode_gauge(&self.get())
     }
+    fn value(&self) -> CellValue {
+        CellValue::Signed(self.get())
+    }
+    fn restore(&self, v: &CellValue) {
+        if let CellValue::Signed(x) = v {
+            self.set(*x);
+        }
+    }
 }
 
 /// A real-valued gauge (timestamps).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct FloatGauge(pub AtomicF64);
 
 impl Cell for FloatGauge {
@@ -156,6 +192,14 @@ impl Cell for FloatGauge {
     }
     fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
         e.encode_gauge(&self.0.get())
+    }
+    fn value(&self) -> CellValue {
+        CellValue::Float(self.0.get())
+    }
+    fn restore(&self, v: &CellValue) {
+        if let CellValue::Float(x) = v {
+            self.0.set(*x);
+        }
     }
 }
 
@@ -213,6 +257,28 @@ impl Cell for Histogram {
         let b = self.buckets(buckets);
         let count = b.iter().map(|x| x.1).sum();
         e.encode_histogram::<NoLabelSet>(self.sum(), count, &b, None)
+    }
+    fn value(&self) -> CellValue {
+        CellValue::Histogram {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum: self.sum(),
+        }
+    }
+    fn restore(&self, v: &CellValue) {
+        // Bucket layout changes between versions are refused rather than misread.
+        if let CellValue::Histogram { counts, sum } = v {
+            if counts.len() == self.counts.len() {
+                for (c, x) in self.counts.iter().zip(counts) {
+                    c.store(*x, Ordering::Relaxed);
+                }
+                self.sum.set(*sum);
+                self.count.store(counts.iter().sum(), Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -272,6 +338,46 @@ pub trait EncodeFamily: Sync {
         enc: &mut DescriptorEncoder<'_>,
         values: &[std::sync::Arc<str>],
     ) -> std::fmt::Result;
+}
+
+/// One series in a snapshot: label values (in the family's label order) and the value.
+pub type SeriesValue = (Vec<String>, CellValue);
+
+/// A family whose series can be saved and restored.
+pub trait SnapshotFamily: Sync {
+    fn name(&self) -> &'static str;
+    fn snapshot(&self, values: &[std::sync::Arc<str>]) -> Vec<SeriesValue>;
+    /// `id` maps a label value to its id (the domains are restored first).
+    fn restore(&self, series: &[SeriesValue], id: &dyn Fn(&str) -> LabelId);
+}
+
+impl<const N: usize, C: Cell> SnapshotFamily for Family<N, C> {
+    fn name(&self) -> &'static str {
+        self.desc.name
+    }
+    fn snapshot(&self, values: &[std::sync::Arc<str>]) -> Vec<SeriesValue> {
+        self.series
+            .iter()
+            .map(|r| {
+                (
+                    r.key()
+                        .iter()
+                        .map(|l| values[l.0 as usize].to_string())
+                        .collect(),
+                    r.value().value(),
+                )
+            })
+            .collect()
+    }
+    fn restore(&self, series: &[SeriesValue], id: &dyn Fn(&str) -> LabelId) {
+        for (labels, v) in series {
+            if labels.len() != N {
+                continue;
+            }
+            let key: [LabelId; N] = std::array::from_fn(|i| id(&labels[i]));
+            self.with(key, |c| c.restore(v));
+        }
+    }
 }
 
 impl<const N: usize, C: Cell> EncodeFamily for Family<N, C> {

@@ -104,6 +104,22 @@ impl Domain {
         self.members.len()
     }
 
+    /// Admitted values, for snapshots.
+    pub fn members(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.key().to_string()).collect()
+    }
+
+    /// Re-admits values from a snapshot (beyond the cap if it was lowered since: they
+    /// already exist as series).
+    pub fn restore(&self, table: &LabelTable, members: &[String], overflow: u64) {
+        for m in members {
+            self.members
+                .entry(m.as_str().into())
+                .or_insert_with(|| table.intern(m));
+        }
+        self.set_overflow(overflow);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }

@@ -9,8 +9,8 @@ use prometheus_client::registry::Unit;
 
 pub use expose::{Exposition, Format};
 pub use family::{
-    AtomicF64, Cell, Counter, Desc, EncodeFamily, Family, FloatCounter, FloatGauge, Gauge,
-    Histogram, Info,
+    AtomicF64, Cell, CellValue, Counter, Desc, EncodeFamily, Family, FloatCounter, FloatGauge,
+    Gauge, Histogram, Info, SeriesValue, SnapshotFamily,
 };
 pub use labels::{Domain, LabelId, LabelTable, OTHER};
 pub use process::ProcessCollector;
@@ -86,6 +86,30 @@ pub struct Domains {
 }
 
 impl Domains {
+    /// Field names, in the order of [`Domains::all`] (snapshot keys: several share a label name).
+    const KEYS: [&'static str; 20] = [
+        "call_bridge",
+        "tenant",
+        "call_type",
+        "leg_type",
+        "direction",
+        "reason",
+        "remote_teardown",
+        "record_type",
+        "kind",
+        "evict_reason",
+        "invalid_reason",
+        "reject_reason",
+        "codec",
+        "alarm",
+        "media",
+        "media_direction",
+        "encryption",
+        "usage",
+        "mos_reason",
+        "parameter",
+    ];
+
     fn all(&self) -> [&Domain; 20] {
         [
             &self.call_bridge,
@@ -340,6 +364,93 @@ impl Metrics {
             f.encode(enc, &values)?;
         }
         LabelOverflow(self).encode(enc, &values)
+    }
+}
+
+/// Everything the metrics hold, for a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsSnapshot {
+    /// Domain key, admitted values, overflow count.
+    pub domains: Vec<(String, Vec<String>, u64)>,
+    /// Family name and its series.
+    pub families: Vec<(String, Vec<SeriesValue>)>,
+}
+
+impl Metrics {
+    /// Families whose values are history (restored from snapshots). The rest are derived from
+    /// the configuration or the tracker and rebuilt at start.
+    fn stateful(&self) -> Vec<&dyn SnapshotFamily> {
+        vec![
+            &self.calls_active,
+            &self.calls_started,
+            &self.calls_ended,
+            &self.call_duration,
+            &self.call_participants_max,
+            &self.legs_active,
+            &self.legs_started,
+            &self.legs_ended,
+            &self.leg_duration,
+            &self.leg_mos,
+            &self.leg_mos_unavailable,
+            &self.leg_packet_loss,
+            &self.leg_alarm_seconds,
+            &self.legs_with_alarm,
+            &self.media_streams,
+            &self.media_seconds,
+            &self.video_height,
+            &self.legs_encryption,
+            &self.media_usage_seconds,
+            &self.recordings_active,
+            &self.recordings_started,
+            &self.recordings_ended,
+            &self.streamings_active,
+            &self.streamings_started,
+            &self.streamings_ended,
+            &self.records,
+            &self.records_duplicate,
+            &self.records_missing,
+            &self.records_invalid,
+            &self.records_unmatched,
+            &self.batches,
+            &self.batches_rejected,
+            &self.last_record_timestamp,
+            &self.last_batch_timestamp,
+            &self.sessions,
+            &self.evicted_objects,
+        ]
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let values = self.table.values();
+        MetricsSnapshot {
+            domains: Domains::KEYS
+                .iter()
+                .zip(self.d.all())
+                .map(|(k, d)| (k.to_string(), d.members(), d.overflow()))
+                .collect(),
+            families: self
+                .stateful()
+                .iter()
+                .map(|f| (f.name().to_string(), f.snapshot(&values)))
+                .collect(),
+        }
+    }
+
+    /// Loads a snapshot into fresh metrics. Unknown families and domains (from another
+    /// version) are skipped.
+    pub fn restore(&self, snap: &MetricsSnapshot) {
+        for (key, members, overflow) in &snap.domains {
+            if let Some(i) = Domains::KEYS.iter().position(|k| k == key) {
+                self.d.all()[i].restore(&self.table, members, *overflow);
+            }
+        }
+        let id = |v: &str| self.table.intern(v);
+        let fams = self.stateful();
+        for (name, series) in &snap.families {
+            if let Some(f) = fams.iter().find(|f| f.name() == name) {
+                f.restore(series, &id);
+            }
+        }
     }
 }
 

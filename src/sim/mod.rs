@@ -1,0 +1,519 @@
+//! A Cisco Meeting Server Call Bridge simulator: a cluster of Call Bridges that generate
+//! realistic call flows and POST them as CDRs to a receiver, with the sending side of the
+//! protocol (batches, keep-alive, wait for 200, retry with backoff) and faults on request
+//! (dropped records, restarts, duplicate batches).
+//!
+//! This module owns `cdr-exporter simulate` and the traffic of `cdr-exporter demo`. It imports
+//! nothing of the crate (it talks to the exporter over HTTP like a real Call Bridge); only its
+//! tests use `crate::cdr` to check that what it writes parses back.
+//!
+//! Layout: `flow` (call flows on a seeded virtual timeline → records), `xml` (rendering),
+//! `send` (batches over HTTP), `expect` (what the exporter must show, mirroring
+//! `src/ingest.rs`), and here the configuration, the run and its summary.
+
+mod expect;
+mod flow;
+mod send;
+mod xml;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+pub use expect::Expected;
+use flow::{GenConfig, Generator, Shared, SimRecord};
+use send::{Sender, Target};
+
+/// What to simulate and how to send it.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Receiver URL, `http://host:port/path[?query]`.
+    pub target: String,
+    /// Call Bridges in the cluster.
+    pub call_bridges: usize,
+    /// How many of them are unclustered: no `callBridge` attribute; they add
+    /// `call_bridge=sim-cb-<i>` to the target's query instead.
+    pub unclustered: usize,
+    /// Tenants (fixed GUIDs derived from the seed); 0 = calls without tenant.
+    pub tenants: usize,
+    /// New calls per second over the whole cluster (a Poisson process).
+    pub calls_per_second: f64,
+    /// After this no call starts; calls in flight finish, then the run ends.
+    /// `None`: until the stop future resolves.
+    pub duration: Option<Duration>,
+    /// Decides every record's content (not the session GUIDs, nor timing).
+    pub seed: u64,
+    /// Records per POST: each batch takes 1..=`batch_max` (random) of what is queued.
+    pub batch_max: usize,
+    /// Each record is discarded with this probability before sending.
+    pub drop_rate: f64,
+    /// Each bridge restarts this often (new session, its calls abandoned).
+    pub restart_every: Option<Duration>,
+    /// After a 200, the same batch is sent again with this probability.
+    pub duplicate_rate: f64,
+    /// Share of connected legs with heavy packet loss.
+    pub bad_tail: f64,
+    /// Per POST, until the answer is read; then the batch is retried.
+    pub request_timeout: Duration,
+    /// Records queued per bridge before its call flows wait for the sender.
+    pub queue_capacity: usize,
+    /// After the stop future resolves: how long queued records may still be sent.
+    pub drain_timeout: Duration,
+    /// Show a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            target: "http://127.0.0.1:19477/cdr".into(),
+            call_bridges: 3,
+            unclustered: 0,
+            tenants: 2,
+            calls_per_second: 10.0,
+            duration: Some(Duration::from_secs(10)),
+            seed: 1,
+            batch_max: 10,
+            drop_rate: 0.0,
+            restart_every: None,
+            duplicate_rate: 0.0,
+            bad_tail: 0.05,
+            request_timeout: Duration::from_secs(10),
+            queue_capacity: 10_000,
+            drain_timeout: Duration::from_secs(5),
+            progress: false,
+        }
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid target URL {url:?}: {msg}")]
+    Target { url: String, msg: String },
+    #[error("invalid simulator setting `{key}`: {msg}")]
+    Invalid { key: &'static str, msg: String },
+    #[error("a simulated Call Bridge failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl SimConfig {
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |key, msg: &str| {
+            Err(SimError::Invalid {
+                key,
+                msg: msg.to_owned(),
+            })
+        };
+        if self.call_bridges == 0 {
+            return bad("call_bridges", "must be at least 1");
+        }
+        if self.unclustered > self.call_bridges {
+            return bad("unclustered", "cannot exceed call_bridges");
+        }
+        if !(self.calls_per_second.is_finite() && self.calls_per_second > 0.0) {
+            return bad("calls_per_second", "must be a positive number");
+        }
+        if self.batch_max == 0 {
+            return bad("batch_max", "must be at least 1");
+        }
+        for (key, p) in [
+            ("drop_rate", self.drop_rate),
+            ("duplicate_rate", self.duplicate_rate),
+            ("bad_tail", self.bad_tail),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(key, "must be between 0 and 1");
+            }
+        }
+        if self.drop_rate >= 1.0 {
+            return bad("drop_rate", "must be below 1 (nothing would be sent)");
+        }
+        if self.restart_every.is_some_and(|d| d.is_zero()) {
+            return bad("restart_every", "must be positive");
+        }
+        if self.request_timeout.is_zero() {
+            return bad("request_timeout", "must be positive");
+        }
+        if self.queue_capacity == 0 {
+            return bad("queue_capacity", "must be at least 1");
+        }
+        Target::parse(&self.target)?;
+        Ok(())
+    }
+}
+
+/// Live counters, shared by the bridges and the progress bar.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub generated: AtomicU64,
+    pub dropped: AtomicU64,
+    pub sent: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub retries: AtomicU64,
+    pub duplicate_batches: AtomicU64,
+    pub duplicate_records: AtomicU64,
+    pub rejected_batches: AtomicU64,
+    pub rejected_records: AtomicU64,
+    pub restarts: AtomicU64,
+    pub connections: AtomicU64,
+    pub calls_started: AtomicU64,
+    pub calls_completed: AtomicU64,
+    pub calls_abandoned: AtomicU64,
+    pub last_error: parking_lot::Mutex<Option<String>>,
+}
+
+/// What a run did, and what the exporter must show for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub seed: u64,
+    pub call_bridges: usize,
+    pub unclustered: usize,
+    pub tenants: usize,
+    pub calls_started: u64,
+    pub calls_completed: u64,
+    /// Calls a restart (or an early stop) left without their end.
+    pub calls_abandoned: u64,
+    /// Records the Call Bridges produced (dropped ones included).
+    pub records_generated: u64,
+    /// Records put in a POST at least once.
+    pub records_sent: u64,
+    /// Records whose batch got its 200.
+    pub records_acknowledged: u64,
+    /// Records discarded by `drop_rate`.
+    pub records_dropped: u64,
+    /// Batches (and their records) sent again after their 200.
+    pub duplicate_batches: u64,
+    pub duplicate_records: u64,
+    /// POSTs repeated after an error, a timeout or a 5xx.
+    pub retries: u64,
+    /// Batches answered with a 4xx (never retried), and their records.
+    pub rejected_batches: u64,
+    pub rejected_records: u64,
+    pub restarts: u64,
+    /// TCP connections opened (one per bridge unless they broke).
+    pub connections: u64,
+    /// Records generated but never acknowledged because the run was stopped first.
+    pub records_unsent: u64,
+    #[serde(with = "duration_secs")]
+    pub elapsed: Duration,
+    pub expected: Expected,
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+impl Summary {
+    /// Acknowledged records per second of the run.
+    pub fn records_per_second(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.records_acknowledged as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "simulated {} Call Bridge(s) ({} unclustered), {} tenant(s), seed {}",
+            self.call_bridges, self.unclustered, self.tenants, self.seed
+        )?;
+        writeln!(
+            f,
+            "  calls      {} started, {} completed, {} abandoned",
+            self.calls_started, self.calls_completed, self.calls_abandoned
+        )?;
+        writeln!(
+            f,
+            "  records    {} generated, {} sent, {} acknowledged, {} dropped, {} never acknowledged",
+            self.records_generated,
+            self.records_sent,
+            self.records_acknowledged,
+            self.records_dropped,
+            self.records_unsent
+        )?;
+        writeln!(
+            f,
+            "  duplicates {} batch(es), {} record(s) re-sent after their 200",
+            self.duplicate_batches, self.duplicate_records
+        )?;
+        writeln!(
+            f,
+            "  retried    {} POST(s); rejected {} batch(es), {} record(s); {} connection(s)",
+            self.retries, self.rejected_batches, self.rejected_records, self.connections
+        )?;
+        writeln!(f, "  restarts   {}", self.restarts)?;
+        write!(
+            f,
+            "  elapsed    {:.1}s, {:.0} records/s acknowledged",
+            self.elapsed.as_secs_f64(),
+            self.records_per_second()
+        )
+    }
+}
+
+/// The label value an unclustered bridge sends as `?call_bridge=`.
+pub fn unclustered_name(i: usize) -> String {
+    format!("sim-cb-{i}")
+}
+
+/// Runs the simulation until `duration` has passed and every call has ended (or `stop`
+/// resolves: then no call starts, the calls in flight end at once, and what is queued has
+/// `drain_timeout` to be acknowledged).
+pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summary, SimError> {
+    cfg.validate()?;
+    let target = Target::parse(&cfg.target)?;
+    let started = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let n = cfg.call_bridges;
+    let shared = Arc::new(Shared::new(cfg.seed, n, cfg.tenants));
+    let session_seed: u64 = rand::random();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let mut senders = Vec::with_capacity(n);
+    let mut generators = Vec::with_capacity(n);
+    for i in 0..n {
+        let clustered = i < n - cfg.unclustered;
+        let (bridge, target, call_bridge) = if clustered {
+            let g = xml::guid(shared.bridges[i]);
+            (g.clone(), target.clone(), Some(g))
+        } else {
+            let name = unclustered_name(i);
+            let t = target.with_query("call_bridge", &name);
+            (name, t, None)
+        };
+        let gen_cfg = GenConfig {
+            calls_per_second: cfg.calls_per_second / n as f64,
+            duration_us: cfg.duration.map(|d| d.as_micros() as u64),
+            restart_every_us: cfg.restart_every.map(|d| d.as_micros() as u64),
+            restart_offset_us: cfg
+                .restart_every
+                .map_or(0, |d| (d.as_micros() as u64) * i as u64 / (2 * n as u64)),
+            drop_rate: cfg.drop_rate,
+            bad_tail: cfg.bad_tail,
+        };
+        let generator = Generator::new(
+            gen_cfg,
+            shared.clone(),
+            cfg.seed,
+            i,
+            session_seed,
+            counters.clone(),
+        );
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+        generators.push(tokio::spawn(drive(generator, tx, stop_rx.clone(), started)));
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5e4d);
+        rng.set_stream(i as u64);
+        let sender = Sender::new(
+            bridge,
+            target,
+            call_bridge,
+            cfg.batch_max,
+            cfg.duplicate_rate,
+            cfg.request_timeout,
+            rng,
+            counters.clone(),
+        );
+        senders.push(tokio::spawn(sender.run(rx, abort_rx.clone())));
+    }
+    let progress = Progress::start(&cfg, counters.clone(), started);
+    let mut all = tokio::spawn(async move {
+        let mut mirrors = Vec::with_capacity(senders.len());
+        for s in senders {
+            mirrors.push(s.await?);
+        }
+        Ok::<_, tokio::task::JoinError>(mirrors)
+    });
+    tokio::pin!(stop);
+    let mirrors = tokio::select! {
+        m = &mut all => m,
+        _ = &mut stop => {
+            let _ = stop_tx.send(true);
+            progress.message("stopping: ending calls in flight, sending what is queued");
+            match tokio::time::timeout(cfg.drain_timeout, &mut all).await {
+                Ok(m) => m,
+                Err(_) => {
+                    let _ = abort_tx.send(true);
+                    all.await
+                }
+            }
+        }
+    };
+    let _ = abort_tx.send(true);
+    progress.finish();
+    for g in generators {
+        g.await?;
+    }
+    let mirrors = mirrors??;
+    let c = &counters;
+    let mut expected = Expected::default();
+    for m in &mirrors {
+        expected.add(&m.expected());
+    }
+    let restarts = c.restarts.load(Relaxed);
+    expected.restarts = restarts;
+    expected.duplicate_records_sent = c.duplicate_records.load(Relaxed);
+    let generated = c.generated.load(Relaxed);
+    let dropped = c.dropped.load(Relaxed);
+    let acknowledged = c.acknowledged.load(Relaxed);
+    let rejected = c.rejected_records.load(Relaxed);
+    Ok(Summary {
+        seed: cfg.seed,
+        call_bridges: n,
+        unclustered: cfg.unclustered,
+        tenants: cfg.tenants,
+        calls_started: c.calls_started.load(Relaxed),
+        calls_completed: c.calls_completed.load(Relaxed),
+        calls_abandoned: c.calls_abandoned.load(Relaxed),
+        records_generated: generated,
+        records_sent: c.sent.load(Relaxed),
+        records_acknowledged: acknowledged,
+        records_dropped: dropped,
+        duplicate_batches: c.duplicate_batches.load(Relaxed),
+        duplicate_records: c.duplicate_records.load(Relaxed),
+        retries: c.retries.load(Relaxed),
+        rejected_batches: c.rejected_batches.load(Relaxed),
+        rejected_records: rejected,
+        restarts,
+        connections: c.connections.load(Relaxed),
+        records_unsent: generated.saturating_sub(dropped + acknowledged + rejected),
+        elapsed: started.elapsed(),
+        expected,
+    })
+}
+
+/// Paces one bridge's generator to the wall clock and queues its records for the sender.
+async fn drive(
+    mut g: Generator,
+    tx: mpsc::Sender<SimRecord>,
+    mut stop: watch::Receiver<bool>,
+    started: Instant,
+) {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let mut out = Vec::new();
+    let mut stopping = false;
+    while let Some(at) = g.next_at() {
+        if !stopping {
+            if *stop.borrow() {
+                stopping = true;
+                g.finish();
+                continue;
+            }
+            let when = tokio::time::Instant::from_std(started + Duration::from_micros(at));
+            if tokio::time::Instant::now() < when {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(when) => {}
+                    _ = stop.changed() => continue,
+                }
+            }
+        }
+        let now = time::OffsetDateTime::now_utc()
+            .format(&fmt)
+            .unwrap_or_default();
+        g.step(&now, &mut out);
+        for r in out.drain(..) {
+            if tx.send(r).await.is_err() {
+                return; // the sender gave up (run aborted)
+            }
+        }
+    }
+    tracing::debug!(in_flight = g.in_flight(), "simulated Call Bridge done");
+}
+
+/// The progress bar (hidden unless asked for and stderr is a terminal).
+struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(cfg: &SimConfig, counters: Arc<Counters>, started: Instant) -> Progress {
+        use std::io::IsTerminal;
+        if !cfg.progress || !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: indicatif::ProgressBar::hidden(),
+                ticker: None,
+            };
+        }
+        let (bar, style) = match cfg.duration {
+            Some(d) => (
+                indicatif::ProgressBar::new(d.as_millis() as u64),
+                "{spinner} [{elapsed_precise}] {wide_bar} {msg}",
+            ),
+            None => (
+                indicatif::ProgressBar::new_spinner(),
+                "{spinner} [{elapsed_precise}] {msg}",
+            ),
+        };
+        if let Ok(s) = indicatif::ProgressStyle::with_template(style) {
+            bar.set_style(s);
+        }
+        let b = bar.clone();
+        let duration = cfg.duration;
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let el = started.elapsed();
+                if let Some(d) = duration {
+                    b.set_position(el.min(d).as_millis() as u64);
+                }
+                let c = &counters;
+                let acked = c.acknowledged.load(Relaxed);
+                let mut msg = format!(
+                    "calls {}/{} · records {} acked of {} · {:.0}/s · retries {} · restarts {}",
+                    c.calls_completed.load(Relaxed),
+                    c.calls_started.load(Relaxed),
+                    acked,
+                    c.generated.load(Relaxed),
+                    acked as f64 / el.as_secs_f64().max(0.001),
+                    c.retries.load(Relaxed),
+                    c.restarts.load(Relaxed),
+                );
+                if duration.is_some_and(|d| el >= d) {
+                    msg.push_str(" · finishing calls in flight");
+                }
+                if let Some(e) = c.last_error.lock().as_ref() {
+                    msg.push_str(" · last error: ");
+                    msg.push_str(e);
+                }
+                b.set_message(msg);
+            }
+        });
+        Progress {
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+
+    fn message(&self, m: &'static str) {
+        self.bar.set_message(m);
+    }
+
+    fn finish(&self) {
+        if let Some(t) = &self.ticker {
+            t.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;
