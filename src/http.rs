@@ -178,14 +178,29 @@ async fn receive(
             return Err(e.into());
         }
     };
+    let query_cb = q
+        .get("call_bridge")
+        .or_else(|| q.get("system_id"))
+        .map(String::as_str);
     let src = Source {
-        query_call_bridge: q
-            .get("call_bridge")
-            .or_else(|| q.get("system_id"))
-            .map(String::as_str),
+        query_call_bridge: query_cb,
         peer: Some(peer.ip()),
     };
-    let out = st.ingest.apply(&batch, &src, now());
+    let received = now();
+    // Journal, then apply, then 200: once acknowledged, the batch survives a crash.
+    let gate = st.gate.read().await;
+    if let Some(j) = st.journal() {
+        j.append(
+            received,
+            Some(peer.ip()),
+            query_cb.map(str::to_owned),
+            bytes.clone(),
+        )
+        .await
+        .map_err(HttpError::Unavailable)?;
+    }
+    let out = st.ingest.apply(&batch, &src, received);
+    drop(gate);
     tracing::debug!(
         %peer,
         session = %batch.session,
