@@ -172,6 +172,9 @@ impl App {
             quarantine_dir: cfg.data_dir.join("quarantine"),
             quarantine_max_bytes: cfg.quarantine_max_bytes,
             summary: summary(cfg),
+            token: cfg.token()?,
+            allow: cfg.allowed_networks(),
+            body_timeout: Duration::from_secs(cfg.server.body_timeout_seconds),
         };
         let state = http::AppState::new(ingest.clone(), exposition, http_cfg);
         Ok(App {
@@ -391,15 +394,69 @@ pub async fn run(
             }
         })
     };
+    let tls = match (cfg.tls.cert_file.as_str(), cfg.tls.key_file.as_str()) {
+        ("", _) | (_, "") => None,
+        (cert, key) => Some(Arc::new(
+            http::tls::TlsReloader::load(cert.into(), key.into()).map_err(std::io::Error::other)?,
+        )),
+    };
+    let reloader = tls
+        .clone()
+        .map(|t| tokio::spawn(reload_tls(t, cfg.tls.reload_interval_seconds)));
+    let opts = http::serve::ServeOptions {
+        max_connections: cfg.server.max_connections,
+        header_timeout: Duration::from_secs(cfg.server.header_timeout_seconds),
+        tls,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let metrics = app.ingest.metrics.clone();
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, cdr_path = %cfg.cdr_path, metrics_path = %cfg.metrics_path, "cdr-exporter listening");
-    let router = http::router(app.state.clone());
-    let res = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let res = if cfg.server.metrics_listen.is_empty() {
+        tracing::info!(%addr, scheme, cdr_path = %cfg.cdr_path, metrics_path = %cfg.metrics_path, "cdr-exporter listening");
+        http::serve::serve(
+            listener,
+            http::router(app.state.clone()),
+            opts,
+            metrics,
+            stop_rx,
+        )
+        .await
+    } else {
+        let ml = tokio::net::TcpListener::bind(&cfg.server.metrics_listen).await?;
+        let maddr = ml.local_addr()?;
+        tracing::info!(%addr, scheme, cdr_path = %cfg.cdr_path, "cdr-exporter listening");
+        tracing::info!(addr = %maddr, metrics_path = %cfg.metrics_path, "metrics listening");
+        // /metrics stays plain HTTP on its own (usually internal) address.
+        let mopts = http::serve::ServeOptions {
+            tls: None,
+            ..opts.clone()
+        };
+        let m = http::serve::serve(
+            ml,
+            http::metrics_router(app.state.clone()),
+            mopts,
+            metrics.clone(),
+            stop_rx.clone(),
+        );
+        let c = http::serve::serve(
+            listener,
+            http::cdr_router(app.state.clone()),
+            opts,
+            metrics,
+            stop_rx,
+        );
+        let (a, b) = tokio::join!(c, m);
+        a.and(b)
+    };
+    if let Some(r) = reloader {
+        r.abort();
+    }
     sweeper.abort();
     snapshotter.abort();
     // A final snapshot makes the next start quick; the journal is there if it fails.
@@ -408,6 +465,43 @@ pub async fn run(
     }
     tracing::info!("cdr-exporter stopped");
     res
+}
+
+/// Reloads the TLS files on SIGHUP and when they change.
+async fn reload_tls(tls: Arc<http::tls::TlsReloader>, every_seconds: u64) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hup_fut = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_fut = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = hup_fut => true,
+            _ = tick.tick(), if every_seconds > 0 => false,
+        };
+        let r = if forced {
+            tls.reload().map(|_| true)
+        } else {
+            tls.reload_if_changed()
+        };
+        match r {
+            Ok(true) => tracing::info!("TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use")
+            }
+        }
+    }
 }
 
 pub fn unix_now() -> f64 {

@@ -83,11 +83,12 @@ pub struct Domains {
     pub usage: Domain,
     pub mos_reason: Domain,
     pub parameter: Domain,
+    pub conn_reason: Domain,
 }
 
 impl Domains {
     /// Field names, in the order of [`Domains::all`] (snapshot keys: several share a label name).
-    const KEYS: [&'static str; 20] = [
+    const KEYS: [&'static str; 21] = [
         "call_bridge",
         "tenant",
         "call_type",
@@ -108,9 +109,10 @@ impl Domains {
         "usage",
         "mos_reason",
         "parameter",
+        "conn_reason",
     ];
 
-    fn all(&self) -> [&Domain; 20] {
+    fn all(&self) -> [&Domain; 21] {
         [
             &self.call_bridge,
             &self.tenant,
@@ -132,6 +134,7 @@ impl Domains {
             &self.usage,
             &self.mos_reason,
             &self.parameter,
+            &self.conn_reason,
         ]
     }
 }
@@ -187,6 +190,8 @@ pub struct Metrics {
     pub sessions: Family<1, Counter>,
     pub tracked_objects: Family<1, Gauge>,
     pub evicted_objects: Family<2, Counter>,
+    pub connections_active: Family<0, Gauge>,
+    pub connections_rejected: Family<1, Counter>,
     pub build_info: Info,
 }
 
@@ -251,6 +256,7 @@ impl Metrics {
                 &["no_audio", "no_packet_statistics", "invalid_values"],
             ),
             parameter: dom("parameter", e, &["ie", "bpl"]),
+            conn_reason: dom("reason", e, &["max_connections", "tls_handshake"]),
         };
         Metrics {
             table,
@@ -294,6 +300,16 @@ impl Metrics {
             sessions: Family::new(desc!("cdr_exporter_sessions", "CDR sessions seen per Call Bridge; each new one after the first is a Call Bridge restart", ["call_bridge"])),
             tracked_objects: Family::new(desc!("cdr_exporter_tracked_objects", "Objects held in correlation state", ["kind"])),
             evicted_objects: Family::new(desc!("cdr_exporter_evicted_objects", "Objects dropped from correlation state without an end record, by reason", ["kind", "reason"])),
+            connections_active: Family::new(desc!(
+                "cdr_exporter_connections_active",
+                "HTTP connections open",
+                []
+            )),
+            connections_rejected: Family::new(desc!(
+                "cdr_exporter_connections_rejected",
+                "Connections closed at once: over server.max_connections, or a failed TLS handshake",
+                ["reason"]
+            )),
             build_info: Info {
                 name: "cdr_exporter_build",
                 help: "Build information of cdr-exporter",
@@ -350,6 +366,8 @@ impl Metrics {
             &self.evicted_objects,
             &self.mos_codec_impairment,
             &self.mos_assumed_delay,
+            &self.connections_active,
+            &self.connections_rejected,
             &self.build_info,
         ]
     }
@@ -417,6 +435,7 @@ impl Metrics {
             &self.last_batch_timestamp,
             &self.sessions,
             &self.evicted_objects,
+            &self.connections_rejected,
         ]
     }
 

@@ -1,11 +1,15 @@
-//! The axum router: `POST /cdr`, `GET /metrics`, `/`, `/-/healthy`, `/-/ready`; limits and errors.
+//! The HTTP edge: `POST /cdr`, `GET /metrics`, `/`, `/-/healthy`, `/-/ready`; access
+//! control, limits, TLS, the accept loop and the errors clients see.
+
+pub mod serve;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, State};
@@ -31,6 +35,12 @@ pub struct HttpConfig {
     pub quarantine_max_bytes: u64,
     /// Shown on the landing page.
     pub summary: Vec<(String, String)>,
+    /// Shared secret for the CDR path (`?token=` or `Authorization: Bearer`).
+    pub token: Option<String>,
+    /// Networks allowed to POST records; empty allows all.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Time a client has to send a body.
+    pub body_timeout: Duration,
 }
 
 pub struct AppState {
@@ -70,14 +80,33 @@ impl AppState {
     }
 }
 
+/// Everything on one listener.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    base(&state)
         .route(&state.config.cdr_path, post(post_cdr))
         .route(&state.config.metrics_path, get(get_metrics))
+        .with_state(state)
+}
+
+/// The receiver alone (when /metrics has its own listener).
+pub fn cdr_router(state: Arc<AppState>) -> Router {
+    base(&state)
+        .route(&state.config.cdr_path, post(post_cdr))
+        .with_state(state)
+}
+
+/// /metrics alone, for `server.metrics_listen`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    base(&state)
+        .route(&state.config.metrics_path, get(get_metrics))
+        .with_state(state)
+}
+
+fn base(_: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
         .route("/", get(landing))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
-        .with_state(state)
 }
 
 /// Errors the client sees: a status and a one-line reason.
@@ -91,6 +120,12 @@ pub enum HttpError {
     Read(String),
     #[error("cannot store the batch now ({0}); retry later")]
     Unavailable(StoreError),
+    #[error("missing or wrong token")]
+    Unauthorized,
+    #[error("address not allowed")]
+    Forbidden,
+    #[error("body not received within {0:?}")]
+    Timeout(Duration),
 }
 
 impl HttpError {
@@ -100,6 +135,9 @@ impl HttpError {
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Read(_) => StatusCode::BAD_REQUEST,
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden => StatusCode::FORBIDDEN,
+            HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
     fn reason(&self) -> &'static str {
@@ -108,14 +146,63 @@ impl HttpError {
             HttpError::TooLarge(_) => "too_large",
             HttpError::Read(_) => "read_error",
             HttpError::Unavailable(_) => "journal_error",
+            HttpError::Unauthorized => "unauthorized",
+            HttpError::Forbidden => "forbidden",
+            HttpError::Timeout(_) => "timeout",
         }
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status(), format!("{self}\n")).into_response()
+        let mut r = (self.status(), format!("{self}\n")).into_response();
+        match self {
+            HttpError::Unauthorized => {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            HttpError::Unavailable(_) => {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        r
     }
+}
+
+/// Checks the allowlist and the token before anything of the body is read.
+fn authorize(
+    cfg: &HttpConfig,
+    peer: SocketAddr,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(), HttpError> {
+    if !cfg.allow.is_empty() {
+        let ip = peer.ip().to_canonical();
+        if !cfg.allow.iter().any(|n| n.contains(&ip)) {
+            return Err(HttpError::Forbidden);
+        }
+    }
+    if let Some(expected) = &cfg.token {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let given = q.get("token").map(String::as_str).or(bearer).unwrap_or("");
+        // Constant time: the comparison must not tell an attacker how much was right.
+        use subtle::ConstantTimeEq;
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(HttpError::Unauthorized);
+        }
+    }
+    Ok(())
 }
 
 fn now() -> f64 {
@@ -151,6 +238,7 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
+    authorize(&st.config, peer, q, headers)?;
     let limit = st.config.max_body_bytes;
     // Refuse early what announces itself as too large.
     if let Some(len) = headers
@@ -161,10 +249,11 @@ async fn receive(
             return Err(HttpError::TooLarge(limit));
         }
     }
-    let bytes: Bytes = match http_body_util::Limited::new(body, limit as usize)
-        .collect()
+    let collect = http_body_util::Limited::new(body, limit as usize).collect();
+    let collected = tokio::time::timeout(st.config.body_timeout, collect)
         .await
-    {
+        .map_err(|_| HttpError::Timeout(st.config.body_timeout))?;
+    let bytes: Bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(HttpError::TooLarge(limit))
