@@ -122,6 +122,40 @@ impl Conn {
         }
     }
 
+    /// A request with extra headers.
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &hyper::HeaderMap,
+        body: Vec<u8>,
+    ) -> Resp {
+        self.sender
+            .ready()
+            .await
+            .expect("connection closed by server");
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .expect("request failed");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
     pub async fn post(&mut self, path: &str, body: Vec<u8>) -> Resp {
         self.request("POST", path, None, body).await
     }
