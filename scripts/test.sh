@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# promtool (Debian's prometheus package) is needed by the exposition tests; they fail
-# loudly, never skip, when it is missing.
+# promtool and prometheus (Debian's prometheus package), amtool and the Alertmanager
+# (prometheus-alertmanager) are needed by the exposition, rule and end-to-end tests; those
+# tests fail loudly, never skip, when they are missing.
 need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
+{ command -v amtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
