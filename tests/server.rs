@@ -401,3 +401,34 @@ async fn shutdown_waits_for_in_flight_batch() {
     drop(raw);
     stopping.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn receiver_uri_variants_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(dir.path())).await;
+    let mut c = Conn::open(server.addr).await;
+    // A trailing slash, or no path at all in the receiver URI, must not leave the Call
+    // Bridge retrying a 404 forever.
+    assert_eq!(c.post("/cdr/", fixture("ch6-post1.xml")).await.status, 200);
+    assert_eq!(c.post("/", fixture("ch6-post2.xml")).await.status, 200);
+    assert_eq!(
+        c.post("/?system_id=cms9", fixture("unclustered-batch.xml"))
+            .await
+            .status,
+        200
+    );
+    let s = c.scrape().await;
+    assert_eq!(
+        s.sum("cdr_exporter_records_total", &[("call_bridge", CB)]),
+        3.0
+    );
+    assert_eq!(
+        s.sum("cdr_exporter_records_total", &[("call_bridge", "cms9")]),
+        4.0
+    );
+    // An unlabelled gauge has no empty braces.
+    assert!(s
+        .0
+        .contains("\ncdr_exporter_mos_assumed_delay_seconds 0.0\n"));
+    server.stop().await.unwrap();
+}

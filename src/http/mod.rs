@@ -83,18 +83,28 @@ impl AppState {
 /// Everything on one listener.
 pub fn router(state: Arc<AppState>) -> Router {
     base(&state)
-        .route(&state.config.cdr_path, post(post_cdr))
+        .merge(cdr_routes(&state))
         .route(&state.config.metrics_path, get(get_metrics))
         .with_state(state)
 }
 
 /// The receiver alone (when /metrics has its own listener).
 pub fn cdr_router(state: Arc<AppState>) -> Router {
-    base(&state)
-        .route(&state.config.cdr_path, post(post_cdr))
-        .with_state(state)
+    base(&state).merge(cdr_routes(&state)).with_state(state)
 }
 
+/// The receiver path, with and without a trailing slash, and `POST /` for receiver URIs
+/// configured without a path: a Call Bridge that gets 404 retries forever.
+fn cdr_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let path = state.config.cdr_path.trim_end_matches('/');
+    let mut r = Router::new().route("/", post(post_cdr));
+    if !path.is_empty() {
+        r = r
+            .route(path, post(post_cdr))
+            .route(&format!("{path}/"), post(post_cdr));
+    }
+    r
+}
 /// /metrics alone, for `server.metrics_listen`.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
     base(&state)

@@ -392,6 +392,13 @@ impl<const N: usize, C: Cell> EncodeFamily for Family<N, C> {
             self.desc.unit.as_ref(),
             C::TYPE,
         )?;
+        if N == 0 {
+            // One unlabelled series: no `{}` after the name.
+            return match self.series.iter().next() {
+                Some(r) => r.value().encode(self.desc.buckets, me),
+                None => Ok(()),
+            };
+        }
         for r in self.series.iter() {
             let key = r.key();
             let labels: [(&str, &str); N] =
