@@ -124,7 +124,21 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         None => exporter(cli.exporter, false),
         Some(Command::Demo { exporter: e }) => exporter(e.or(cli.exporter), true),
-        Some(Command::Simulate(args)) => simulate(args),
+        Some(Command::Simulate(args)) => {
+            let e = &cli.exporter;
+            if e.config.is_some()
+                || e.listen.is_some()
+                || e.data_dir.is_some()
+                || e.log_level.is_some()
+                || e.print_config
+            {
+                anyhow::bail!(
+                    "--config, --listen, --data-dir, --log-level and --print-config are the \
+                     exporter's flags; simulate takes its own (see `cdr-exporter simulate --help`)"
+                );
+            }
+            simulate(args)
+        }
     }
 }
 
@@ -185,6 +199,14 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(&summary.expected)?;
         std::fs::write(&path, json + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // Scripts (benchmarks, CI) must notice a receiver that did not take everything.
+    if summary.records_unsent > 0 || summary.rejected_records > 0 {
+        anyhow::bail!(
+            "{} record(s) never acknowledged, {} rejected",
+            summary.records_unsent,
+            summary.rejected_records
+        );
     }
     Ok(())
 }

@@ -380,6 +380,15 @@ struct Writer {
     buf: Vec<u8>,
 }
 
+/// An append waiting for the group commit: time, peer, query, body, where to answer.
+type PendingAppend = (
+    f64,
+    Option<IpAddr>,
+    Option<String>,
+    bytes::Bytes,
+    oneshot::Sender<Result<u64, StoreError>>,
+);
+
 /// Appends taken together into one write and one fsync.
 const GROUP_MAX: usize = 512;
 
@@ -450,16 +459,7 @@ impl Writer {
         Ok(self.file.as_mut().expect("just opened"))
     }
 
-    fn commit(
-        &mut self,
-        appends: Vec<(
-            f64,
-            Option<IpAddr>,
-            Option<String>,
-            bytes::Bytes,
-            oneshot::Sender<Result<u64, StoreError>>,
-        )>,
-    ) {
+    fn commit(&mut self, appends: Vec<PendingAppend>) {
         if appends.is_empty() {
             return;
         }
