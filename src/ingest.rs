@@ -150,6 +150,11 @@ impl Ingest {
         for k in fixed.kind {
             m.tracked_objects.with([k], |g| g.add(0));
         }
+        // Rejections are rare: create their series at 0 so the first one is an increase.
+        for r in crate::metrics::crate_known::REJECT_REASONS {
+            let r = m.id(&d.reject_reason, r);
+            m.batches_rejected.with([r], |_| ());
+        }
         Ingest {
             tracker: Tracker::new(limits),
             metrics,
@@ -229,6 +234,9 @@ impl Ingest {
                 let cb = st.call_bridge;
                 if new {
                     m.sessions.with([cb], |c| c.inc());
+                    // Series exist from the first batch, so increase() sees the first event.
+                    m.records_missing.with([cb], |_| ());
+                    m.records_duplicate.with([cb], |_| ());
                 }
                 let before = counts(&st);
                 let mut newest = f64::NEG_INFINITY;

@@ -63,6 +63,16 @@ enum Command {
         #[command(flatten)]
         exporter: ExporterArgs,
     },
+    /// Print the Prometheus alert and recording rules, with thresholds and `for` durations
+    /// overridden (see alerts/README.md for every parameter).
+    Rules {
+        /// An override, e.g. `--set low_mos_share=0.2 --set low_mos_for=10m`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// List the parameters with their defaults instead.
+        #[arg(long)]
+        list: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -119,11 +129,29 @@ struct SimulateArgs {
     log_level: String,
 }
 
+/// `cdr-exporter rules`: the shipped rules rendered with overrides, on stdout.
+fn rules(set: &[String], list: bool) -> anyhow::Result<()> {
+    use cdr_exporter::rules;
+    if list {
+        for p in rules::parameters() {
+            println!("{} = {}    # {}", p.name, p.default, p.description);
+        }
+        return Ok(());
+    }
+    let overrides = set
+        .iter()
+        .map(|s| rules::parse_override(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    print!("{}", rules::render(&overrides)?);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => exporter(cli.exporter, false),
         Some(Command::Demo { exporter: e }) => exporter(e.or(cli.exporter), true),
+        Some(Command::Rules { set, list }) => rules(&set, list),
         Some(Command::Simulate(args)) => {
             let e = &cli.exporter;
             if e.config.is_some()

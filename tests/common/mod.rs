@@ -2,6 +2,8 @@
 //! reader for scraped samples.
 #![allow(dead_code)]
 
+pub mod expect;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
