@@ -150,6 +150,19 @@ impl Ingest {
         for k in fixed.kind {
             m.tracked_objects.with([k], |g| g.add(0));
         }
+        for k in fixed.kind {
+            for r in [
+                fixed.evict_max_age,
+                fixed.evict_max_objects,
+                fixed.evict_restart,
+            ] {
+                m.evicted_objects.with([k, r], |_| ());
+            }
+        }
+        for r in ["max_connections", "tls_handshake"] {
+            let r = m.id(&d.conn_reason, r);
+            m.connections_rejected.with([r], |_| ());
+        }
         // Rejections are rare: create their series at 0 so the first one is an increase.
         for r in crate::metrics::crate_known::REJECT_REASONS {
             let r = m.id(&d.reject_reason, r);
