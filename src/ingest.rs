@@ -8,7 +8,9 @@ use std::sync::Arc;
 use crate::cdr::{self, Batch, CallRef, Entry, ObjectRef, PacketStatistics, Record, RecordType};
 use crate::metrics::{values, LabelId, Metrics};
 use crate::quality::{self, BurstGap, CodecTable};
-use crate::tracker::{Call, Evicted, Leg, Limits, Lookup, Media, SessionState, Tracker};
+use crate::tracker::{
+    Call, Evicted, Leg, Limits, Lookup, Media, SessionState, Tracker, FRESH_INDEX,
+};
 
 /// Configured GUID/id → readable name maps for the `call_bridge` and `tenant` labels.
 #[derive(Clone, Debug, Default)]
@@ -60,7 +62,6 @@ struct Fixed {
     evict_max_objects: LabelId,
     evict_restart: LabelId,
     record_types: [LabelId; 9],
-    stale: LabelId,
     audio: LabelId,
     video: LabelId,
     rx: LabelId,
@@ -121,7 +122,6 @@ impl Ingest {
                 RecordType::StreamingEnd,
             ]
             .map(|t| rt(&t)),
-            stale: m.id(&d.invalid_reason, "stale_session"),
             audio: m.id(&d.media, "audio"),
             video: m.id(&d.media, "video"),
             rx: m.id(&d.media_direction, "rx"),
@@ -211,29 +211,28 @@ impl Ingest {
         };
         let mut out = Outcome::default();
         let now_s = now.max(0.0) as u64;
-        match self.tracker.session(batch.session, &key, label) {
-            Lookup::Retired(state) => {
-                let mut st = state.lock();
-                let cb = st.call_bridge;
-                for e in &batch.records {
-                    match e.header.correlator_index {
-                        Some(i) if !st.seen.insert(i) => out.duplicates += 1,
-                        _ => {
-                            // The Call Bridge has restarted since: its objects are gone.
-                            m.records_invalid.with([cb, self.fixed.stale], |c| c.inc());
-                            out.invalid += 1;
-                        }
-                    }
-                }
-                if out.duplicates > 0 {
-                    m.records_duplicate.with([cb], |c| c.inc_by(out.duplicates));
-                }
-            }
-            Lookup::Current {
+        // A batch that starts near correlatorIndex 0 comes from a Call Bridge that booted.
+        let fresh = batch.records.first().and_then(|e| {
+            let i = e.header.correlator_index?;
+            Some(i.saturating_sub(e.header.num_preceding_missing.unwrap_or(0)) <= FRESH_INDEX)
+        });
+        match self
+            .tracker
+            .session(batch.session, &key, fresh.unwrap_or(false), label)
+        {
+            Lookup {
                 state,
                 new,
                 replaced,
+                conflict,
             } => {
+                if conflict {
+                    tracing::warn!(
+                        call_bridge = %key,
+                        session = %batch.session,
+                        "two CDR sessions are live under one Call Bridge identity: give each Call Bridge its own ?call_bridge= in its receiver URI"
+                    );
+                }
                 if let Some(old) = replaced {
                     let mut old = old.lock();
                     let cb_old = old.call_bridge;
@@ -258,6 +257,12 @@ impl Ingest {
                     if let Some(t) = e.header.time {
                         newest = newest.max(t.0);
                     }
+                }
+                if st.retired && out.applied + out.invalid > 0 {
+                    // Records a replaced session had not sent before: it is alive after all.
+                    st.retired = false;
+                    self.tracker.revive(batch.session);
+                    tracing::warn!(call_bridge = %key, session = %batch.session, "a replaced CDR session sent new records; tracking it again");
                 }
                 let ev = st.enforce_max(self.tracker.limits.max_objects);
                 out.evicted += ev.len() as u64;

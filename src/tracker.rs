@@ -295,19 +295,21 @@ pub struct TrackerSnapshot {
 /// different Call Bridges in parallel.
 pub type SharedSession<L> = Arc<Mutex<SessionState<L>>>;
 
-/// What [`Tracker::session`] found.
-pub enum Lookup<L> {
-    /// The bridge's current session (possibly just created).
-    Current {
-        state: SharedSession<L>,
-        /// True if this is the first batch of a session (count it).
-        new: bool,
-        /// The session it replaced, if the Call Bridge restarted: end its objects.
-        replaced: Option<SharedSession<L>>,
-    },
-    /// A session that a newer one of the same Call Bridge replaced.
-    Retired(SharedSession<L>),
+/// What [`Tracker::session`] found: the session's state, always usable.
+pub struct Lookup<L> {
+    pub state: SharedSession<L>,
+    /// True if this is the first batch of a session (count it).
+    pub new: bool,
+    /// The session it replaced, if the Call Bridge restarted: end its objects.
+    pub replaced: Option<SharedSession<L>>,
+    /// A new, not freshly booted session arrived for an identity that already has a live
+    /// session: two streams share one `call_bridge` identity (both are kept).
+    pub conflict: bool,
 }
+
+/// A new session whose first record is at most this far past its announced losses is a
+/// Call Bridge that booted (CMS starts correlatorIndex at 0 after a boot).
+pub const FRESH_INDEX: u64 = 100;
 
 /// All sessions, and which one is current for each Call Bridge identity.
 pub struct Tracker<L> {
@@ -327,25 +329,26 @@ impl<L: Copy + Send + 'static> Tracker<L> {
         }
     }
 
-    /// Finds or creates the state for `session` arriving as `bridge_key`.
-    /// `label` is called only when a session is created.
+    /// Finds or creates the state for `session` arriving as `bridge_key`. `fresh` says the
+    /// batch starts near correlatorIndex 0, i.e. the Call Bridge booted: only then does a new
+    /// session replace (and end) the identity's previous one. `label` is called only when a
+    /// session is created.
     pub fn session(
         &self,
         session: SessionId,
         bridge_key: &str,
+        fresh: bool,
         label: impl FnOnce() -> L,
     ) -> Lookup<L> {
-        // Known session: current or retired, whichever identity it arrives under.
         if let Some(s) = self.sessions.get(&session).map(|s| s.clone()) {
-            if s.lock().retired {
-                return Lookup::Retired(s);
-            }
-            // A second identity for the same session (e.g. two receiver URIs): remember it.
-            let replaced = self.point_bridge(bridge_key, session);
-            return Lookup::Current {
+            // A second identity for the same session (e.g. two receiver URIs): remember it,
+            // without retiring anything. (A retired session stays retired: see `revive`.)
+            self.bridges.entry(bridge_key.to_owned()).or_insert(session);
+            return Lookup {
                 state: s,
                 new: false,
-                replaced,
+                replaced: None,
+                conflict: false,
             };
         }
         let state = Arc::new(Mutex::new(SessionState::new(
@@ -354,12 +357,33 @@ impl<L: Copy + Send + 'static> Tracker<L> {
             bridge_key.to_owned(),
         )));
         let state = self.sessions.entry(session).or_insert(state).clone();
-        let replaced = self.point_bridge(bridge_key, session);
-        Lookup::Current {
+        if fresh {
+            let replaced = self.point_bridge(bridge_key, session);
+            return Lookup {
+                state,
+                new: true,
+                replaced,
+                conflict: false,
+            };
+        }
+        // Not a boot: a receiver added later, or a second Call Bridge under the same identity.
+        let previous = self.bridges.insert(bridge_key.to_owned(), session);
+        let conflict = previous
+            .and_then(|p| self.sessions.get(&p).map(|s| !s.lock().retired))
+            .unwrap_or(false);
+        Lookup {
             state,
             new: true,
-            replaced,
+            replaced: None,
+            conflict,
         }
+    }
+
+    /// A replaced session sent records that were not duplicates: it is alive after all (two
+    /// Call Bridges share one identity, or a lagging second receiver stream had records the
+    /// first lacked). Call with its lock held and `retired` already cleared.
+    pub fn revive(&self, session: SessionId) {
+        self.retired.lock().retain(|r| *r != session);
     }
 
     /// Makes `session` current for `bridge_key`; returns the session it replaces, retired.
@@ -573,39 +597,23 @@ mod tests {
         let t: Tracker<u8> = Tracker::new(Limits::default());
         let s1 = SessionId(crate::cdr::Id(1));
         let s2 = SessionId(crate::cdr::Id(2));
-        assert!(matches!(
-            t.session(s1, "cb", || 1),
-            Lookup::Current {
-                new: true,
-                replaced: None,
-                ..
-            }
-        ));
-        assert!(matches!(
-            t.session(s1, "cb", || 1),
-            Lookup::Current {
-                new: false,
-                replaced: None,
-                ..
-            }
-        ));
-        assert!(matches!(
-            t.session(s2, "cb", || 1),
-            Lookup::Current {
-                new: true,
-                replaced: Some(_),
-                ..
-            }
-        ));
-        assert!(matches!(t.session(s1, "cb", || 1), Lookup::Retired(_)));
+        let l = t.session(s1, "cb", true, || 1);
+        assert!(l.new && l.replaced.is_none());
+        let l = t.session(s1, "cb", false, || 1);
+        assert!(!l.new && l.replaced.is_none());
+        let l = t.session(s2, "cb", true, || 1);
+        assert!(l.new, "a booted session replaces the old one");
+        assert!(l.replaced.unwrap().lock().retired);
+        // The replaced session sends again: still found, and still marked retired until
+        // the caller sees records that are not duplicates.
+        let l = t.session(s1, "cb", false, || 1);
+        assert!(!l.new && l.state.lock().retired);
         // The same session under a second identity is still the same state.
-        assert!(matches!(
-            t.session(s2, "10.0.0.1", || 1),
-            Lookup::Current {
-                new: false,
-                replaced: None,
-                ..
-            }
-        ));
+        let l = t.session(s2, "10.0.0.1", false, || 1);
+        assert!(!l.new && l.replaced.is_none());
+        // A new session that did not boot does not end the identity's live session.
+        let s3 = SessionId(crate::cdr::Id(3));
+        let l = t.session(s3, "cb", false, || 1);
+        assert!(l.new && l.replaced.is_none() && l.conflict);
     }
 }

@@ -571,7 +571,6 @@ pub mod crate_known {
         "bad_number",
         "bad_boolean",
         "bad_time",
-        "stale_session",
     ];
     pub const REJECT_REASONS: &[&str] = &[
         "empty",
