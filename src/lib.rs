@@ -257,71 +257,87 @@ impl prometheus_client::collector::Collector for StoreCollector {
                     _ => m.encode_gauge(&v),
                 }
             };
-        if let Some(j) = s.journal.lock().clone() {
-            put(
-                "cdr_exporter_journal_appends",
-                "Batches written to the journal",
-                None,
-                Counter,
-                j.appends.load(Ordering::Relaxed) as f64,
-            )?;
-            put(
-                "cdr_exporter_journal_written",
-                "Bytes written to the journal",
-                Some(Unit::Bytes),
-                Counter,
-                j.bytes.load(Ordering::Relaxed) as f64,
-            )?;
-            put(
-                "cdr_exporter_journal_fsyncs",
-                "fsync calls on the journal (one per group commit)",
-                None,
-                Counter,
-                j.fsyncs.load(Ordering::Relaxed) as f64,
-            )?;
-            put(
-                "cdr_exporter_journal_fsync",
-                "Time spent in journal fsync",
-                Some(Unit::Seconds),
-                Counter,
-                j.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            )?;
-            put(
-                "cdr_exporter_journal_errors",
-                "Failed journal writes (each answered 503)",
-                None,
-                Counter,
-                j.errors.load(Ordering::Relaxed) as f64,
-            )?;
+        let j = s.journal.lock().clone();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let mut rows: Vec<(
+            &str,
+            &str,
+            Option<Unit>,
+            prometheus_client::metrics::MetricType,
+            f64,
+        )> = Vec::new();
+        if let Some(j) = &j {
+            rows.extend([
+                (
+                    "cdr_exporter_journal_appends",
+                    "Batches written to the journal",
+                    None,
+                    Counter,
+                    load(&j.appends),
+                ),
+                (
+                    "cdr_exporter_journal_written",
+                    "Bytes written to the journal",
+                    Some(Unit::Bytes),
+                    Counter,
+                    load(&j.bytes),
+                ),
+                (
+                    "cdr_exporter_journal_fsyncs",
+                    "fsync calls on the journal (one per group commit)",
+                    None,
+                    Counter,
+                    load(&j.fsyncs),
+                ),
+                (
+                    "cdr_exporter_journal_fsync",
+                    "Time spent in journal fsync",
+                    Some(Unit::Seconds),
+                    Counter,
+                    load(&j.fsync_nanos) / 1e9,
+                ),
+                (
+                    "cdr_exporter_journal_errors",
+                    "Failed journal writes (each answered 503)",
+                    None,
+                    Counter,
+                    load(&j.errors),
+                ),
+            ]);
         }
-        put(
-            "cdr_exporter_recovery_replayed_batches",
-            "Journaled batches replayed at the last start",
-            None,
-            Gauge,
-            s.replayed.load(Ordering::Relaxed) as f64,
-        )?;
-        put(
-            "cdr_exporter_recovery_corrupt",
-            "Torn or corrupt journal bytes discarded at the last start",
-            Some(Unit::Bytes),
-            Gauge,
-            s.corrupt_bytes.load(Ordering::Relaxed) as f64,
-        )?;
-        put(
-            "cdr_exporter_snapshot_last_success_timestamp",
-            "When the last snapshot was written",
-            Some(Unit::Seconds),
-            Gauge,
-            s.last_snapshot.0.get(),
-        )?;
-        put(
-            "cdr_exporter_snapshot_last_duration",
-            "How long the last snapshot took",
-            Some(Unit::Seconds),
-            Gauge,
-            s.snapshot_seconds.0.get(),
-        )?;
+        rows.extend([
+            (
+                "cdr_exporter_recovery_replayed_batches",
+                "Journaled batches replayed at the last start",
+                None,
+                Gauge,
+                load(&s.replayed),
+            ),
+            (
+                "cdr_exporter_recovery_corrupt",
+                "Torn or corrupt journal bytes discarded at the last start",
+                Some(Unit::Bytes),
+                Gauge,
+                load(&s.corrupt_bytes),
+            ),
+            (
+                "cdr_exporter_snapshot_last_success_timestamp",
+                "When the last snapshot was written",
+                Some(Unit::Seconds),
+                Gauge,
+                s.last_snapshot.0.get(),
+            ),
+            (
+                "cdr_exporter_snapshot_last_duration",
+                "How long the last snapshot took",
+                Some(Unit::Seconds),
+                Gauge,
+                s.snapshot_seconds.0.get(),
+            ),
+        ]);
+        for (name, help, unit, kind, v) in rows {
+            put(name, help, unit, kind, v)?;
+        }
         Ok(())
     }
 }

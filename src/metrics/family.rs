@@ -343,6 +343,10 @@ pub trait EncodeFamily: Sync {
 /// One series in a snapshot: label values (in the family's label order) and the value.
 pub type SeriesValue = (Vec<String>, CellValue);
 
+/// A stored family: encodable and snapshottable.
+pub trait StoredFamily: EncodeFamily + SnapshotFamily {}
+impl<T: EncodeFamily + SnapshotFamily> StoredFamily for T {}
+
 /// A family whose series can be saved and restored.
 pub trait SnapshotFamily: Sync {
     fn name(&self) -> &'static str;

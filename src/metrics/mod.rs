@@ -10,7 +10,7 @@ use prometheus_client::registry::Unit;
 pub use expose::{Exposition, Format};
 pub use family::{
     AtomicF64, Cell, CellValue, Counter, Desc, EncodeFamily, Family, FloatCounter, FloatGauge,
-    Gauge, Histogram, Info, SeriesValue, SnapshotFamily,
+    Gauge, Histogram, Info, SeriesValue, SnapshotFamily, StoredFamily,
 };
 pub use labels::{Domain, LabelId, LabelTable, OTHER};
 pub use process::ProcessCollector;
@@ -325,7 +325,7 @@ impl Metrics {
     }
 
     /// Every stored family, in exposition order.
-    pub fn families(&self) -> Vec<&dyn EncodeFamily> {
+    pub fn families(&self) -> Vec<&dyn StoredFamily> {
         vec![
             &self.calls_active,
             &self.calls_started,
@@ -368,7 +368,6 @@ impl Metrics {
             &self.mos_assumed_delay,
             &self.connections_active,
             &self.connections_rejected,
-            &self.build_info,
         ]
     }
 
@@ -381,6 +380,7 @@ impl Metrics {
         for f in self.families() {
             f.encode(enc, &values)?;
         }
+        self.build_info.encode(enc, &values)?;
         LabelOverflow(self).encode(enc, &values)
     }
 }
@@ -395,48 +395,19 @@ pub struct MetricsSnapshot {
 }
 
 impl Metrics {
-    /// Families whose values are history (restored from snapshots). The rest are derived from
-    /// the configuration or the tracker and rebuilt at start.
-    fn stateful(&self) -> Vec<&dyn SnapshotFamily> {
-        vec![
-            &self.calls_active,
-            &self.calls_started,
-            &self.calls_ended,
-            &self.call_duration,
-            &self.call_participants_max,
-            &self.legs_active,
-            &self.legs_started,
-            &self.legs_ended,
-            &self.leg_duration,
-            &self.leg_mos,
-            &self.leg_mos_unavailable,
-            &self.leg_packet_loss,
-            &self.leg_alarm_seconds,
-            &self.legs_with_alarm,
-            &self.media_streams,
-            &self.media_seconds,
-            &self.video_height,
-            &self.legs_encryption,
-            &self.media_usage_seconds,
-            &self.recordings_active,
-            &self.recordings_started,
-            &self.recordings_ended,
-            &self.streamings_active,
-            &self.streamings_started,
-            &self.streamings_ended,
-            &self.records,
-            &self.records_duplicate,
-            &self.records_missing,
-            &self.records_invalid,
-            &self.records_unmatched,
-            &self.batches,
-            &self.batches_rejected,
-            &self.last_record_timestamp,
-            &self.last_batch_timestamp,
-            &self.sessions,
-            &self.evicted_objects,
-            &self.connections_rejected,
-        ]
+    /// Families whose values are history (restored from snapshots). The rest are derived
+    /// from the configuration, the tracker or the live process and rebuilt at start.
+    fn stateful(&self) -> Vec<&dyn StoredFamily> {
+        let derived = [
+            self.tracked_objects.desc.name,
+            self.mos_codec_impairment.desc.name,
+            self.mos_assumed_delay.desc.name,
+            self.connections_active.desc.name,
+        ];
+        self.families()
+            .into_iter()
+            .filter(|f| !derived.contains(&f.name()))
+            .collect()
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
