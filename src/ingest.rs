@@ -216,72 +216,68 @@ impl Ingest {
             let i = e.header.correlator_index?;
             Some(i.saturating_sub(e.header.num_preceding_missing.unwrap_or(0)) <= FRESH_INDEX)
         });
-        match self
+        let Lookup {
+            state,
+            new,
+            replaced,
+            conflict,
+        } = self
             .tracker
-            .session(batch.session, &key, fresh.unwrap_or(false), label)
-        {
-            Lookup {
-                state,
-                new,
-                replaced,
-                conflict,
-            } => {
-                if conflict {
-                    tracing::warn!(
-                        call_bridge = %key,
-                        session = %batch.session,
-                        "two CDR sessions are live under one Call Bridge identity: give each Call Bridge its own ?call_bridge= in its receiver URI"
-                    );
-                }
-                if let Some(old) = replaced {
-                    let mut old = old.lock();
-                    let cb_old = old.call_bridge;
-                    let before = counts(&old);
-                    let ev = old.drain_all();
-                    self.track_delta(before, [0; 4]);
-                    out.evicted += ev.len() as u64;
-                    self.evicted(cb_old, ev, self.fixed.evict_restart);
-                }
-                let mut st = state.lock();
-                let cb = st.call_bridge;
-                if new {
-                    m.sessions.with([cb], |c| c.inc());
-                    // Series exist from the first batch, so increase() sees the first event.
-                    m.records_missing.with([cb], |_| ());
-                    m.records_duplicate.with([cb], |_| ());
-                }
-                let before = counts(&st);
-                let mut newest = f64::NEG_INFINITY;
-                for e in &batch.records {
-                    self.entry(&mut st, e, now_s, &mut out);
-                    if let Some(t) = e.header.time {
-                        newest = newest.max(t.0);
-                    }
-                }
-                if st.retired && out.applied + out.invalid > 0 {
-                    // Records a replaced session had not sent before: it is alive after all.
-                    st.retired = false;
-                    self.tracker.revive(batch.session);
-                    tracing::warn!(call_bridge = %key, session = %batch.session, "a replaced CDR session sent new records; tracking it again");
-                }
-                let ev = st.enforce_max(self.tracker.limits.max_objects);
-                out.evicted += ev.len() as u64;
-                self.evicted(cb, ev, self.fixed.evict_max_objects);
-                let after = counts(&st);
-                self.track_delta(before, after);
-                if out.duplicates > 0 {
-                    m.records_duplicate.with([cb], |c| c.inc_by(out.duplicates));
-                }
-                if out.missing > 0 {
-                    m.records_missing.with([cb], |c| c.inc_by(out.missing));
-                }
-                if newest.is_finite() && out.applied > 0 {
-                    m.last_record_timestamp.with([cb], |g| g.0.max(newest));
-                }
-                m.batches.with([cb], |c| c.inc());
-                m.last_batch_timestamp.with([cb], |g| g.0.max(now));
+            .session(batch.session, &key, fresh.unwrap_or(false), label);
+        if conflict {
+            tracing::warn!(
+                call_bridge = %key,
+                session = %batch.session,
+                "two CDR sessions are live under one Call Bridge identity: give each Call Bridge its own ?call_bridge= in its receiver URI"
+            );
+        }
+        if let Some(old) = replaced {
+            let mut old = old.lock();
+            let cb_old = old.call_bridge;
+            let before = counts(&old);
+            let ev = old.drain_all();
+            self.track_delta(before, [0; 4]);
+            out.evicted += ev.len() as u64;
+            self.evicted(cb_old, ev, self.fixed.evict_restart);
+        }
+        let mut st = state.lock();
+        let cb = st.call_bridge;
+        if new {
+            m.sessions.with([cb], |c| c.inc());
+            // Series exist from the first batch, so increase() sees the first event.
+            m.records_missing.with([cb], |_| ());
+            m.records_duplicate.with([cb], |_| ());
+        }
+        let before = counts(&st);
+        let mut newest = f64::NEG_INFINITY;
+        for e in &batch.records {
+            self.entry(&mut st, e, now_s, &mut out);
+            if let Some(t) = e.header.time {
+                newest = newest.max(t.0);
             }
         }
+        if st.retired && out.applied + out.invalid > 0 {
+            // Records a replaced session had not sent before: it is alive after all.
+            st.retired = false;
+            self.tracker.revive(batch.session);
+            tracing::warn!(call_bridge = %key, session = %batch.session, "a replaced CDR session sent new records; tracking it again");
+        }
+        let ev = st.enforce_max(self.tracker.limits.max_objects);
+        out.evicted += ev.len() as u64;
+        self.evicted(cb, ev, self.fixed.evict_max_objects);
+        let after = counts(&st);
+        self.track_delta(before, after);
+        if out.duplicates > 0 {
+            m.records_duplicate.with([cb], |c| c.inc_by(out.duplicates));
+        }
+        if out.missing > 0 {
+            m.records_missing.with([cb], |c| c.inc_by(out.missing));
+        }
+        if newest.is_finite() && out.applied > 0 {
+            m.last_record_timestamp.with([cb], |g| g.0.max(newest));
+        }
+        m.batches.with([cb], |c| c.inc());
+        m.last_batch_timestamp.with([cb], |g| g.0.max(now));
         out
     }
 

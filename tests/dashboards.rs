@@ -870,7 +870,7 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
         if panel
             .pointer("/fieldConfig/defaults/unit")
             .and_then(Value::as_str)
-            .map_or(true, |u| u.trim().is_empty())
+            .is_none_or(|u| u.trim().is_empty())
         {
             p("no unit (fieldConfig.defaults.unit)".into());
         }
@@ -928,9 +928,7 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
             if MOS_BANDS
                 .iter()
                 .any(|b| !values.iter().any(|v| (v - b).abs() < 1e-9))
-                || steps
-                    .first()
-                    .map_or(true, |s| s.0.is_some() || s.1 != "red")
+                || steps.first().is_none_or(|s| s.0.is_some() || s.1 != "red")
             {
                 p(format!(
                     "shows MOS but its thresholds are not the MOS bands (red base, {MOS_BANDS:?}): {steps:?}"

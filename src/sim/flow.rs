@@ -463,7 +463,7 @@ impl Generator {
     }
 
     fn before_end(&self, at: u64) -> bool {
-        self.cfg.duration_us.map_or(true, |d| at < d)
+        self.cfg.duration_us.is_none_or(|d| at < d)
     }
 
     fn push(&mut self, at: u64, ev: Event) {
