@@ -395,7 +395,7 @@ pub async fn run(
         })
     };
     let sweeper = {
-        let ingest = app.ingest.clone();
+        let app = app.clone();
         let every = Duration::from_secs(cfg.tracking.sweep_interval_seconds);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -403,7 +403,9 @@ pub async fn run(
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let n = ingest.sweep(unix_now());
+                // Like a batch, a sweep must not run while a snapshot copies the state.
+                let _gate = app.state.gate.read().await;
+                let n = app.ingest.sweep(unix_now());
                 if n > 0 {
                     tracing::info!(evicted = n, "evicted objects past tracking.max_age_seconds");
                 }
