@@ -196,7 +196,7 @@ fn batch(max_records: usize, max_bytes: usize) -> (String, usize) {
         "<?xml version=\"1.0\"?>\n<records session=\"{SESSION}\" callBridge=\"{CALL_BRIDGE}\">\n"
     );
     let tail = "</records>\n";
-    let mut out = String::with_capacity(max_bytes.min(max_records * 2048) + 4096);
+    let mut out = String::with_capacity(max_bytes.min(max_records.saturating_mul(2048)) + 4096);
     out.push_str(&head);
     let mut rec = String::with_capacity(2048);
     let mut n = 0usize;
