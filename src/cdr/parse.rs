@@ -79,13 +79,20 @@ fn xml_err(pos: u64, e: impl std::fmt::Display) -> ParseError {
 }
 
 impl<'a> Parser<'a> {
+    #[inline(always)]
     fn next(&mut self) -> Result<Event<'a>, ParseError> {
         let pos = self.reader.buffer_position();
         match self.reader.read_event() {
             Ok(Event::DocType(_)) => Err(ParseError::DocType(pos)),
             Ok(ev) => Ok(ev),
-            Err(e) => Err(xml_err(self.reader.error_position(), e)),
+            Err(e) => Err(self.xml_error(e)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn xml_error(&self, e: quick_xml::Error) -> ParseError {
+        xml_err(self.reader.error_position(), e)
     }
 
     fn document(&mut self) -> Result<Batch<'a>, ParseError> {
@@ -141,7 +148,7 @@ impl<'a> Parser<'a> {
             match a.key.as_ref() {
                 "session" => session = Id::parse(&a.value).map(SessionId),
                 "callBridge" => {
-                    let v = a.value.trim();
+                    let v = a.value.trim_ascii();
                     if !v.is_empty() {
                         call_bridge = Some(Cow::Owned(v.to_owned()));
                     }
@@ -152,7 +159,7 @@ impl<'a> Parser<'a> {
         Ok(Batch {
             session: session.ok_or(ParseError::MissingSession)?,
             call_bridge,
-            records: Vec::new(),
+            records: Vec::with_capacity(self.reader.get_ref().len() / 1024 + 1),
         })
     }
 
@@ -273,7 +280,9 @@ impl<'a> Parser<'a> {
                     }
                     path.push(el);
                     b.begin(&path);
-                    b.attributes(&e, &path);
+                    if has_attributes(&e) {
+                        b.attributes(&e, &path);
+                    }
                 }
                 Event::Empty(e) => {
                     had_child = true;
@@ -286,7 +295,9 @@ impl<'a> Parser<'a> {
                     }
                     path.push(el);
                     b.begin(&path);
-                    b.attributes(&e, &path);
+                    if has_attributes(&e) {
+                        b.attributes(&e, &path);
+                    }
                     b.leaf(&path, Cow::Borrowed(""));
                     path.pop();
                 }
@@ -306,9 +317,7 @@ impl<'a> Parser<'a> {
                     had_child = true;
                     text = Acc::default();
                 }
-                Event::Text(t) if unknown_depth == 0 => {
-                    text.push(t.xml10_content());
-                }
+                Event::Text(t) if unknown_depth == 0 => text.push_text(t),
                 Event::CData(t) if unknown_depth == 0 => {
                     text.push(t.xml10_content());
                 }
@@ -324,6 +333,11 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Whether a start tag carries anything after its name (most CMS elements do not).
+fn has_attributes(e: &BytesStart<'_>) -> bool {
+    !is_blank(e.attributes_raw())
+}
+
 fn is_blank(t: &str) -> bool {
     t.bytes().all(|b| b.is_ascii_whitespace())
 }
@@ -335,29 +349,57 @@ fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {
     quick_xml::escape::resolve_predefined_entity(r).map(str::to_owned)
 }
 
-/// Accumulates a leaf's text, borrowing when it arrives in one piece.
+/// Accumulates a leaf's text, borrowing when it arrives in one piece. A lone text
+/// event is kept raw and only EOL-normalized when it turns out to be a leaf's value:
+/// most text events are indentation between elements and are dropped unread.
 #[derive(Default)]
-struct Acc<'a> {
-    text: Option<Cow<'a, str>>,
+enum Acc<'a> {
+    #[default]
+    Empty,
+    Raw(quick_xml::events::BytesText<'a>),
+    Text(Cow<'a, str>),
 }
 
 impl<'a> Acc<'a> {
+    fn push_text(&mut self, t: quick_xml::events::BytesText<'a>) {
+        match self {
+            Acc::Empty => *self = Acc::Raw(t),
+            _ => self.push(t.xml10_content()),
+        }
+    }
     fn push(&mut self, s: Cow<'a, str>) {
-        match &mut self.text {
-            None => self.text = Some(s),
-            Some(t) => t.to_mut().push_str(&s),
+        match std::mem::take(self) {
+            Acc::Empty => *self = Acc::Text(s),
+            Acc::Raw(r) => {
+                let mut t = r.xml10_content().into_owned();
+                t.push_str(&s);
+                *self = Acc::Text(Cow::Owned(t));
+            }
+            Acc::Text(mut t) => {
+                t.to_mut().push_str(&s);
+                *self = Acc::Text(t);
+            }
         }
     }
     fn take(&mut self) -> Cow<'a, str> {
-        trim_cow(self.text.take().unwrap_or(Cow::Borrowed("")))
+        match std::mem::take(self) {
+            Acc::Empty => Cow::Borrowed(""),
+            // Leaves are short: a plain scan beats the memchr call behind xml10_content.
+            Acc::Raw(r) if !r.bytes().any(|b| b == b'\r') => match r.into_inner() {
+                Cow::Borrowed(s) => Cow::Borrowed(s.trim_ascii()),
+                owned => trim_cow(owned),
+            },
+            Acc::Raw(r) => trim_cow(r.xml10_content()),
+            Acc::Text(t) => trim_cow(t),
+        }
     }
 }
 
 fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
     match s {
-        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim_ascii()),
         Cow::Owned(o) => {
-            let t = o.trim();
+            let t = o.trim_ascii();
             if t.len() == o.len() {
                 Cow::Owned(o)
             } else {
@@ -381,7 +423,7 @@ fn header(e: &BytesStart<'_>) -> (Header, HeaderErr) {
     };
     let mut err: HeaderErr = None;
     for a in e.attributes().flatten() {
-        let v = a.value.trim();
+        let v = a.value.trim_ascii();
         match a.key.as_ref() {
             "type" => h.record_type = RecordType::parse(v),
             "time" => match parse_time(v) {
@@ -412,7 +454,7 @@ fn header(e: &BytesStart<'_>) -> (Header, HeaderErr) {
 
 /// Integers as CMS writes them; `2.0` is accepted, `2.5`, negatives and NaN are not.
 pub fn parse_u64(s: &str) -> Option<u64> {
-    let s = s.trim();
+    let s = s.trim_ascii();
     if let Ok(v) = s.parse::<u64>() {
         return Some(v);
     }
@@ -422,12 +464,12 @@ pub fn parse_u64(s: &str) -> Option<u64> {
 
 /// Finite, non-negative numbers (durations and percentages).
 pub fn parse_f64(s: &str) -> Option<f64> {
-    let f = s.trim().parse::<f64>().ok()?;
+    let f = s.trim_ascii().parse::<f64>().ok()?;
     (f.is_finite() && f >= 0.0).then_some(f)
 }
 
 pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim() {
+    match s.trim_ascii() {
         "true" | "True" | "TRUE" | "1" => Some(true),
         "false" | "False" | "FALSE" | "0" => Some(false),
         _ => None,
@@ -763,7 +805,7 @@ impl<'a> Building<'a> {
             };
             // Attribute values borrow from the event, not the body: own them (rare: CMS
             // puts little besides `id` in attributes, and ids are parsed, not kept).
-            self.leaf(&p[..=n], Cow::Owned(v.into_owned()));
+            self.leaf(&p[..=n], trim_cow(Cow::Owned(v.into_owned())));
         }
     }
 
@@ -813,8 +855,8 @@ impl<'a> Building<'a> {
         }
     }
 
+    /// `v` is already trimmed.
     fn leaf(&mut self, path: &[El], v: Cow<'a, str>) {
-        let v = trim_cow(v);
         if let [El::Id] = path {
             self.id(&v);
             return;
@@ -1067,7 +1109,7 @@ fn loss_field(
     if v.is_empty() {
         return None;
     }
-    let x = v.trim().parse::<f64>().unwrap_or(f64::NAN);
+    let x = v.trim_ascii().parse::<f64>().unwrap_or(f64::NAN);
     match path.get(1) {
         Some(El::Duration) => period.duration = Some(x),
         Some(El::Density) => period.density = Some(x),

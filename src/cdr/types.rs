@@ -14,7 +14,7 @@ pub struct Id(pub u128);
 impl Id {
     /// Parses a trimmed, non-empty id. Returns `None` for an empty string.
     pub fn parse(s: &str) -> Option<Id> {
-        let s = s.trim();
+        let s = s.trim_ascii();
         if s.is_empty() {
             return None;
         }
