@@ -1709,3 +1709,20 @@ fn inline_unknown_enum_values_are_kept() {
         }]
     );
 }
+
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let mut body = "\u{feff}".as_bytes().to_vec();
+    body.extend_from_slice(&common_fixture("ch6-post1.xml"));
+    let batch = cdr::parse(&body).expect("a UTF-8 BOM before the declaration is legal XML");
+    assert_eq!(batch.records.len(), 1);
+}
+
+fn common_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
