@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -257,6 +257,7 @@ impl Sender {
                 .header(hyper::header::CONTENT_TYPE, "application/xml")
                 .body(Full::new(body))
                 .map_err(|e| e.to_string())?;
+            let sent = Instant::now();
             let resp = conn.send_request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status();
             // Read the answer to the end so the connection can carry the next batch.
@@ -264,13 +265,17 @@ impl Sender {
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok::<_, String>(status)
+            Ok::<_, String>((status, sent.elapsed()))
         })
         .await;
         match res {
-            Ok(Ok(StatusCode::OK)) => Attempt::Ok,
-            Ok(Ok(s)) if s.is_client_error() => Attempt::Rejected(s),
-            Ok(Ok(s)) => Attempt::Retry(format!("answered {s}")),
+            Ok(Ok((StatusCode::OK, latency))) => {
+                // From writing the POST to reading its 200: what a Call Bridge waits.
+                self.counters.ack_latency.record(latency);
+                Attempt::Ok
+            }
+            Ok(Ok((s, _))) if s.is_client_error() => Attempt::Rejected(s),
+            Ok(Ok((s, _))) => Attempt::Retry(format!("answered {s}")),
             Ok(Err(e)) => {
                 self.conn = None;
                 Attempt::Retry(e)
