@@ -421,7 +421,7 @@ impl Ingest {
                 // Legs that joined before we knew the call's tenant move to it now.
                 for leg_id in pending {
                     if let Some(l) = st.legs.get_mut(&leg_id) {
-                        if l.call == Some(r.id) && l.tenant != tenant {
+                        if l.call() == Some(r.id) && l.tenant != tenant {
                             relabel_leg(m, cb, l, tenant);
                         }
                     }
@@ -464,15 +464,8 @@ impl Ingest {
                     Some(d) => m.id(&m.d.direction, d.as_str()),
                     None => f.direction_unknown,
                 };
-                let mut leg = Leg {
-                    call: None,
-                    tenant: f.tenant_unknown,
-                    leg_type,
-                    direction,
-                    since: now,
-                };
+                let mut leg = Leg::new(r.call, f.tenant_unknown, leg_type, direction, now);
                 if let Some(call) = r.call {
-                    leg.call = Some(call);
                     leg.tenant = self.attach(st, call, r.id);
                 }
                 st.legs.insert(r.id, leg);
@@ -488,10 +481,10 @@ impl Ingest {
                     return;
                 };
                 match st.legs.get(&r.id).copied() {
-                    Some(l) if l.call == Some(call) => {}
+                    Some(l) if l.call() == Some(call) => {}
                     Some(mut l) => {
                         let tenant = self.attach(st, call, r.id);
-                        l.call = Some(call);
+                        l.set_call(call);
                         if tenant != l.tenant {
                             relabel_leg(m, cb, &mut l, tenant);
                         }
@@ -702,7 +695,12 @@ impl Ingest {
                     Call {
                         tenant: f.tenant_unknown,
                         call_type: f.call_type_unknown,
-                        since: st.legs.get(&leg).map(|l| l.since).unwrap_or(0).max(1),
+                        since: st
+                            .legs
+                            .get(&leg)
+                            .map(|l| l.since as u64)
+                            .unwrap_or(0)
+                            .max(1),
                         placeholder: true,
                         pending_legs: vec![leg],
                     },
@@ -717,13 +715,13 @@ impl Ingest {
         let m = &*self.metrics;
         let f = &self.fixed;
         self.unmatched(st.call_bridge, 3);
-        let mut leg = Leg {
+        let mut leg = Leg::new(
             call,
-            tenant: f.tenant_unknown,
-            leg_type: f.leg_type_unknown,
-            direction: f.direction_unknown,
-            since: now,
-        };
+            f.tenant_unknown,
+            f.leg_type_unknown,
+            f.direction_unknown,
+            now,
+        );
         if let Some(c) = call {
             leg.tenant = self.attach(st, c, id);
         }

@@ -128,14 +128,34 @@ pub struct Call<L> {
     pub pending_legs: Vec<CallLegId>,
 }
 
-/// A tracked call leg. `call` is `None` until a record names its call.
+/// A tracked call leg: 32 bytes, the bulk of the state (see BENCHMARKS.md "Memory per leg").
 #[derive(Clone, Copy, Debug)]
 pub struct Leg<L> {
-    pub call: Option<CallId>,
+    /// The leg's call; `Id(0)` until a record names it (an `Option` would double the size).
+    call: CallId,
     pub tenant: L,
     pub leg_type: L,
     pub direction: L,
-    pub since: u64,
+    /// Unix seconds (u32 lasts until 2106).
+    pub since: u32,
+}
+
+impl<L> Leg<L> {
+    pub fn new(call: Option<CallId>, tenant: L, leg_type: L, direction: L, since: u64) -> Self {
+        Leg {
+            call: call.unwrap_or_default(),
+            tenant,
+            leg_type,
+            direction,
+            since: since.min(u32::MAX as u64) as u32,
+        }
+    }
+    pub fn call(&self) -> Option<CallId> {
+        (self.call != CallId::default()).then_some(self.call)
+    }
+    pub fn set_call(&mut self, call: CallId) {
+        self.call = call;
+    }
 }
 
 /// A tracked recording or streaming.
@@ -207,7 +227,7 @@ impl<L: Copy> SessionState<L> {
         self.calls
             .retain(|_, c| keep(c.since, cutoff, || out.push(Evicted::Call(c.clone()))));
         self.legs
-            .retain(|_, l| keep(l.since, cutoff, || out.push(Evicted::Leg(*l))));
+            .retain(|_, l| keep(l.since as u64, cutoff, || out.push(Evicted::Leg(*l))));
         self.recordings
             .retain(|_, m| keep(m.since, cutoff, || out.push(Evicted::Recording)));
         self.streamings
@@ -223,7 +243,7 @@ impl<L: Copy> SessionState<L> {
         for k in oldest(&self.calls, max, target, |c| c.since) {
             out.extend(self.calls.remove(&k).map(Evicted::Call));
         }
-        for k in oldest(&self.legs, max, target, |l| l.since) {
+        for k in oldest(&self.legs, max, target, |l| l.since as u64) {
             out.extend(self.legs.remove(&k).map(Evicted::Leg));
         }
         for k in oldest(&self.recordings, max, target, |m| m.since) {
@@ -460,7 +480,7 @@ impl<L: Copy + Send + 'static> Tracker<L> {
                         .iter()
                         .map(|(id, l)| {
                             let labels = [label(l.tenant), label(l.leg_type), label(l.direction)];
-                            (id.0 .0, l.call.map(|c| c.0 .0), labels, l.since)
+                            (id.0 .0, l.call().map(|c| c.0 .0), labels, l.since as u64)
                         })
                         .collect(),
                     recordings: st
@@ -509,13 +529,13 @@ impl<L: Copy + Send + 'static> Tracker<L> {
                 st.calls.insert(CallId(Id(*id)), call);
             }
             for (id, call, [tenant, leg_type, direction], since) in &s.legs {
-                let leg = Leg {
-                    call: call.map(|c| CallId(Id(c))),
-                    tenant: label(*tenant),
-                    leg_type: label(*leg_type),
-                    direction: label(*direction),
-                    since: *since,
-                };
+                let leg = Leg::new(
+                    call.map(|c| CallId(Id(c))),
+                    label(*tenant),
+                    label(*leg_type),
+                    label(*direction),
+                    *since,
+                );
                 st.legs.insert(CallLegId(Id(*id)), leg);
             }
             for (id, since) in &s.recordings {
@@ -565,18 +585,18 @@ mod tests {
     }
 
     #[test]
+    fn leg_entries_stay_small() {
+        // Key and value of the legs map: the memory-per-leg budget rests on this.
+        assert_eq!(std::mem::size_of::<(CallLegId, Leg<u32>)>(), 48);
+    }
+
+    #[test]
     fn cutoff_evicts_oldest() {
         let mut st: SessionState<u8> = SessionState::new(SessionId::default(), 0, "b".into());
         for i in 0..100u64 {
             st.legs.insert(
                 CallLegId(crate::cdr::Id(i as u128 + 1)),
-                Leg {
-                    call: None,
-                    tenant: 0,
-                    leg_type: 0,
-                    direction: 0,
-                    since: i,
-                },
+                Leg::new(None, 0, 0, 0, i),
             );
         }
         let ev = st.enforce_max(50);
