@@ -21,7 +21,7 @@ fn spawn(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (
-    std::process::Child,
+    Reaped,
     std::net::SocketAddr,
     std::sync::mpsc::Receiver<String>,
 ) {
@@ -30,7 +30,7 @@ fn spawn(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn cdr-exporter");
+    let mut child = Reaped(cmd.spawn().expect("spawn cdr-exporter"));
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -56,7 +56,7 @@ fn spawn(
     }
 }
 
-fn sigterm_and_wait(mut child: std::process::Child) -> std::process::ExitStatus {
+fn sigterm_and_wait(mut child: Reaped) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

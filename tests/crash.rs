@@ -4,28 +4,30 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cdr_exporter::sim::{self, SimConfig};
 use common::expect::assert_exporter_shows;
 use rand::{Rng, SeedableRng};
 
-fn spawn(port: u16, data: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cdr-exporter"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--log-level",
-            "warn",
-        ])
-        .env("CDR_EXPORTER_SNAPSHOT__INTERVAL_SECONDS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn(port: u16, data: &std::path::Path) -> common::Reaped {
+    common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cdr-exporter"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--log-level",
+                "warn",
+            ])
+            .env("CDR_EXPORTER_SNAPSHOT__INTERVAL_SECONDS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn wait_listening(port: u16) {

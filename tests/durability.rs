@@ -191,20 +191,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_exporter(port: u16, data: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_cdr-exporter"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--log-level",
-            "warn",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn_exporter(port: u16, data: &std::path::Path) -> common::Reaped {
+    common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cdr-exporter"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn wait_up(port: u16) -> Conn {

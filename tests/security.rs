@@ -246,17 +246,19 @@ fn token_is_never_logged_and_sighup_reloads_tls() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cdr-exporter"))
-        .args([
-            "--config",
-            cfgfile.to_str().unwrap(),
-            "--data-dir",
-            dir.path().join("d").to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cdr-exporter"))
+            .args([
+                "--config",
+                cfgfile.to_str().unwrap(),
+                "--data-dir",
+                dir.path().join("d").to_str().unwrap(),
+            ])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

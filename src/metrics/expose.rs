@@ -73,6 +73,8 @@ impl Collector for MetricsCollector {
 /// The registry behind `/metrics`.
 pub struct Exposition {
     registry: Registry,
+    /// The last scrape's size: the next buffer starts there instead of doubling up to it.
+    last_len: std::sync::atomic::AtomicUsize,
 }
 
 impl Exposition {
@@ -82,13 +84,18 @@ impl Exposition {
         for c in extra {
             registry.register_collector(c);
         }
-        Exposition { registry }
+        Exposition {
+            registry,
+            last_len: std::sync::atomic::AtomicUsize::new(64 * 1024),
+        }
     }
 
     pub fn encode(&self, format: Format) -> String {
-        let mut om = String::with_capacity(64 * 1024);
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut om = String::with_capacity(self.last_len.load(Relaxed) + 4096);
         // Writing to a String cannot fail; our collectors only fail on fmt errors.
         let _ = prometheus_client::encoding::text::encode(&mut om, &self.registry);
+        self.last_len.store(om.len(), Relaxed);
         match format {
             Format::OpenMetrics => om,
             Format::Text004 => openmetrics_to_text004(&om),
@@ -100,7 +107,7 @@ impl Exposition {
 /// HELP/TYPE take the `_total` name, `info` becomes a gauge named `x_info`, and the
 /// `# UNIT` and `# EOF` lines go. Sample lines are the same in both formats.
 pub fn openmetrics_to_text004(om: &str) -> String {
-    let mut out = String::with_capacity(om.len());
+    let mut out = String::with_capacity(om.len() + om.len() / 32);
     let mut pending_help: Option<(&str, &str)> = None;
     for line in om.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
