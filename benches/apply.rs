@@ -33,24 +33,8 @@ const TENANTS: u64 = 8;
 const LEGS_PER_CALL: u64 = 4;
 const NOW: f64 = 1_718_092_800.0;
 
-/// SplitMix64: tiny and deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'s>(&mut self, xs: &[&'s str]) -> &'s str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
+mod common;
+use common::Rng;
 
 /// A GUID made of a kind tag and a number: distinct for distinct (tag, n).
 fn guid(tag: u32, n: u64) -> String {

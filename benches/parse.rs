@@ -23,40 +23,8 @@ const LARGE_BATCH_BYTES: usize = 1_000_000;
 /// Records in the small batch (per-record and per-batch overhead).
 const SMALL_BATCH_RECORDS: usize = 10;
 
-/// SplitMix64: tiny, deterministic, and a bijection on its state, so GUIDs built from
-/// consecutive outputs never repeat.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'s>(&mut self, xs: &[&'s str]) -> &'s str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-    /// A random (version 4) GUID, lower-case and hyphenated as CMS writes them.
-    fn guid(&mut self) -> String {
-        let hi = self.next();
-        let lo = self.next();
-        let hi = (hi & !0xf000) | 0x4000; // version 4
-        let lo = (lo & !(0xc << 60)) | (0x8 << 60); // RFC 4122 variant
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            hi >> 32,
-            (hi >> 16) & 0xffff,
-            hi & 0xffff,
-            lo >> 48,
-            lo & 0xffff_ffff_ffff
-        )
-    }
-}
+mod common;
+use common::Rng;
 
 const SESSION: &str = "a865433a-4926-4549-a701-9bb5b93c75e6";
 const CALL_BRIDGE: &str = "158ba4f7-70eb-4a35-982c-71d4f1674277";
