@@ -109,12 +109,25 @@ impl Exposition {
 pub fn openmetrics_to_text004(om: &str) -> String {
     let mut out = String::with_capacity(om.len() + om.len() / 32);
     let mut pending_help: Option<(&str, &str)> = None;
-    for line in om.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            pending_help = Some((name, help));
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+    let mut rest = om;
+    while !rest.is_empty() {
+        if !rest.starts_with('#') {
+            // A run of sample lines is the same in both formats: copy it whole, up to the
+            // next comment line (counters' `_created` samples are never emitted).
+            let end = next_comment_line(rest);
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        let (line, tail) = match rest.find('\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = tail;
+        if let Some(r) = line.strip_prefix("# HELP ") {
+            pending_help = Some(r.split_once(' ').unwrap_or((r, "")));
+        } else if let Some(r) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = r.split_once(' ').unwrap_or((r, "untyped"));
             let (suffix, kind) = match kind {
                 "counter" => ("_total", "counter"),
                 "info" => ("_info", "gauge"),
@@ -124,29 +137,33 @@ pub fn openmetrics_to_text004(om: &str) -> String {
             };
             if let Some((hname, help)) = pending_help.take() {
                 if hname == name {
-                    out.push_str("# HELP ");
-                    out.push_str(name);
-                    out.push_str(suffix);
-                    out.push(' ');
-                    out.push_str(help);
-                    out.push('\n');
+                    for part in ["# HELP ", name, suffix, " ", help, "\n"] {
+                        out.push_str(part);
+                    }
                 }
             }
-            out.push_str("# TYPE ");
-            out.push_str(name);
-            out.push_str(suffix);
-            out.push(' ');
-            out.push_str(kind);
-            out.push('\n');
-        } else if line.starts_with("# UNIT ") || line == "# EOF" || line.is_empty() {
-            continue;
-        } else {
-            // Counters' `_created` samples are OpenMetrics-only; we never emit them.
-            out.push_str(line);
-            out.push('\n');
+            for part in ["# TYPE ", name, suffix, " ", kind, "\n"] {
+                out.push_str(part);
+            }
         }
+        // `# UNIT` and `# EOF` have no 0.0.4 form.
     }
     out
+}
+
+/// Offset of the first line starting with `#` after the first line (`rest.len()` if none).
+/// Searching for the byte alone uses the vectorised memchr; `#` is rare inside samples.
+fn next_comment_line(rest: &str) -> usize {
+    let b = rest.as_bytes();
+    let mut from = 0;
+    while let Some(i) = rest[from..].find('#') {
+        let at = from + i;
+        if at > 0 && b[at - 1] == b'\n' {
+            return at;
+        }
+        from = at + 1;
+    }
+    rest.len()
 }
 
 #[cfg(test)]
@@ -171,6 +188,15 @@ mod tests {
         assert_eq!(
             Format::negotiate(Some("application/openmetrics-text")),
             Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn a_hash_inside_a_label_value_is_not_a_comment() {
+        let om = "# TYPE c counter\nc_total{x=\"a#b\"} 1\nc_total{x=\"#\"} 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text004(om),
+            "# TYPE c_total counter\nc_total{x=\"a#b\"} 1\nc_total{x=\"#\"} 2\n"
         );
     }
 
