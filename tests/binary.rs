@@ -155,14 +155,7 @@ async fn promtool_check_metrics_passes_on_text_exposition() {
     let server = Server::start(test_config(dir.path())).await;
     let mut c = Conn::open(server.addr).await;
     // Many series of every family: the chapter 6 flow, tenants, alarms, recordings, errors.
-    for i in 1..=6 {
-        assert_eq!(
-            c.post("/cdr", fixture(&format!("ch6-post{i}.xml")))
-                .await
-                .status,
-            200
-        );
-    }
+    c.post_ch6(1..=6).await;
     for f in [
         "clustered-batch.xml",
         "invalid-records.xml",

@@ -33,14 +33,7 @@ async fn a_clean_restart_continues_counters_and_open_calls() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(test_config(dir.path())).await;
     let mut c = Conn::open(server.addr).await;
-    for i in 1..=4 {
-        assert_eq!(
-            c.post("/cdr", fixture(&format!("ch6-post{i}.xml")))
-                .await
-                .status,
-            200
-        );
-    }
+    c.post_ch6(1..=4).await;
     let before = c.scrape().await;
     drop(c);
     server.stop().await.unwrap();
@@ -67,14 +60,7 @@ async fn a_clean_restart_continues_counters_and_open_calls() {
     );
     // The call goes on: the legs still know their call and tenant, and a resend is a duplicate.
     assert_eq!(c.post("/cdr", fixture("ch6-post4.xml")).await.status, 200);
-    for i in 5..=6 {
-        assert_eq!(
-            c.post("/cdr", fixture(&format!("ch6-post{i}.xml")))
-                .await
-                .status,
-            200
-        );
-    }
+    c.post_ch6(5..=6).await;
     let s = c.scrape().await;
     assert_eq!(
         s.sum("cms_calls_active", &[]) + s.sum("cms_call_legs_active", &[]),
@@ -136,14 +122,7 @@ async fn a_torn_journal_tail_is_detected_and_valid_entries_kept() {
     cfg.snapshot.interval_seconds = 3600;
     let server = Server::start(cfg.clone()).await;
     let mut c = Conn::open(server.addr).await;
-    for i in 1..=3 {
-        assert_eq!(
-            c.post("/cdr", fixture(&format!("ch6-post{i}.xml")))
-                .await
-                .status,
-            200
-        );
-    }
+    c.post_ch6(1..=3).await;
     drop(c);
     // Stop abruptly (no final snapshot): recovery must replay the journal.
     drop(server);
@@ -230,14 +209,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     let port = free_port();
     let mut child = spawn_exporter(port, dir.path());
     let mut c = wait_up(port).await;
-    for i in 1..=5 {
-        assert_eq!(
-            c.post("/cdr", fixture(&format!("ch6-post{i}.xml")))
-                .await
-                .status,
-            200
-        );
-    }
+    c.post_ch6(1..=5).await;
     let before = c.scrape().await;
     drop(c);
     child.kill().unwrap(); // SIGKILL: no final snapshot, no flush

@@ -338,14 +338,7 @@ async fn chapter6_codecs_and_video_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(test_config(dir.path())).await;
     let mut c = Conn::open(server.addr).await;
-    for i in 1..=6 {
-        assert_eq!(
-            c.post("/cdr", fixture(&format!("ch6-post{i}.xml")))
-                .await
-                .status,
-            200
-        );
-    }
+    c.post_ch6(1..=6).await;
     let s = c.scrape().await;
     let streams = |m: &str, d: &str, codec: &str| {
         s.sum(

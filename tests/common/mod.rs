@@ -182,6 +182,16 @@ impl Conn {
         }
     }
 
+    /// POSTs the guide's chapter 6 posts `posts` (e.g. `1..=6`) in order, each answered 200.
+    pub async fn post_ch6(&mut self, posts: std::ops::RangeInclusive<u32>) {
+        for i in posts {
+            let r = self
+                .post("/cdr", fixture(&format!("ch6-post{i}.xml")))
+                .await;
+            assert_eq!(r.status, 200, "ch6-post{i}: {}", r.body);
+        }
+    }
+
     pub async fn post(&mut self, path: &str, body: Vec<u8>) -> Resp {
         self.request("POST", path, None, body).await
     }
