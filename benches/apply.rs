@@ -240,8 +240,8 @@ fn src() -> Source<'static> {
 /// A fresh exporter state with the warm-up and the timed legs' starts applied.
 fn prepared(warm: &Batch<'_>, starts: &Batch<'_>) -> App {
     let app = App::new(&Config::default()).expect("default config");
-    app.ingest.apply(warm, &src(), NOW);
-    app.ingest.apply(starts, &src(), NOW);
+    app.pipeline.ingest().apply(warm, &src(), NOW);
+    app.pipeline.ingest().apply(starts, &src(), NOW);
     app
 }
 
@@ -277,7 +277,7 @@ fn check(b: &Bodies, n: u64) {
     let legs_before = scraped(&app, "cms_call_legs_active");
     let mos_before = scraped(&app, "cms_call_leg_mos_count");
     let series_before = sample_lines(&app);
-    let out = app.ingest.apply(&ends, &src(), NOW);
+    let out = app.pipeline.ingest().apply(&ends, &src(), NOW);
     assert_eq!(out.applied, n, "{out:?}");
     assert_eq!(
         (out.duplicates, out.invalid, out.missing),
@@ -330,7 +330,7 @@ fn benches(c: &mut Criterion) {
                 || prepared(&warm, &starts),
                 |app| {
                     let batch = cdr::parse(black_box(ends)).unwrap();
-                    app.ingest.apply(&batch, &src(), NOW)
+                    app.pipeline.ingest().apply(&batch, &src(), NOW)
                 },
                 BatchSize::SmallInput,
             )
@@ -338,7 +338,11 @@ fn benches(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("apply_mos_only", n), |bch| {
             bch.iter_batched_ref(
                 || prepared(&warm, &starts),
-                |app| app.ingest.apply(black_box(&ends_parsed), &src(), NOW),
+                |app| {
+                    app.pipeline
+                        .ingest()
+                        .apply(black_box(&ends_parsed), &src(), NOW)
+                },
                 BatchSize::SmallInput,
             )
         });

@@ -78,7 +78,7 @@ fn call_batch(br: &mut Bridge, t: u64, call: u64) -> String {
         s,
         "<call id=\"{call_id}\"><name>m{call}</name><tenant>{}</tenant><callType>{}</callType></call></record>",
         guid(0x7e4a, t),
-        if call % 2 == 0 { "coSpace" } else { "adHoc" }
+        if call.is_multiple_of(2) { "coSpace" } else { "adHoc" }
     )
     .unwrap();
     for l in 0..LEGS_PER_CALL {
@@ -88,8 +88,8 @@ fn call_batch(br: &mut Bridge, t: u64, call: u64) -> String {
         write!(
             s,
             "<callLeg id=\"{leg}\"><type>{}</type><direction>{}</direction><call>{call_id}</call></callLeg></record>",
-            if k % 3 == 0 { "acano" } else { "sip" },
-            if k % 4 == 0 { "outgoing" } else { "incoming" }
+            if k.is_multiple_of(3) { "acano" } else { "sip" },
+            if k.is_multiple_of(4) { "outgoing" } else { "incoming" }
         )
         .unwrap();
     }
@@ -110,9 +110,9 @@ fn call_batch(br: &mut Bridge, t: u64, call: u64) -> String {
              <rxVideo><codec>{}</codec><maxSizeWidth>1280</maxSizeWidth><maxSizeHeight>{}</maxSizeHeight><packetStatistics><packetLossBursts><duration>0.5</duration><density>20.0</density></packetLossBursts><packetGap><duration>100.0</duration><density>0.1</density></packetGap></packetStatistics></rxVideo>\
              <txVideo><codec>{}</codec><maxSizeWidth>640</maxSizeWidth><maxSizeHeight>360</maxSizeHeight></txVideo>\
              </callLeg></record>",
-            k % 2 == 0,
-            k % 3 != 0,
-            k % 3 == 0,
+            k.is_multiple_of(2),
+            !k.is_multiple_of(3),
+            k.is_multiple_of(3),
             10 + (k * 37) % 5000,
             ALARMS[k % ALARMS.len()],
             AUDIO[k % AUDIO.len()],
@@ -151,6 +151,7 @@ fn populated(target: usize) -> (App, usize, u64) {
             max_call_bridges: 1000,
             max_tenants: 100_000,
             max_values: 64,
+            ..Labels::default()
         },
         ..Config::default()
     };
@@ -178,7 +179,7 @@ fn populated(target: usize) -> (App, usize, u64) {
             let (t, b) = (p / BRIDGES, (p % BRIDGES) as usize);
             let body = call_batch(&mut bridges[b], t, p);
             let batch = cdr::parse(body.as_bytes()).expect("generated batch parses");
-            let out = app.ingest.apply(&batch, &src, NOW);
+            let out = app.pipeline.ingest().apply(&batch, &src, NOW);
             assert_eq!(out.applied as usize, batch.records.len(), "{out:?}");
         }
         pairs += step;

@@ -884,12 +884,76 @@ def health():
                      targets((f"sum by (kind, reason) (increase(cdr_exporter_evicted_objects_total"
                               f"{{{JI}}}[{RI}]))", "{{kind}} {{reason}}")), stack=True), 8, 8)
     b.add(timeseries("Label overflow",
-                     "Label values replaced by other per interval because the label's cap "
-                     "(labels.max_call_bridges, labels.max_tenants, labels.max_values) was "
-                     "reached.", "short",
-                     targets((f"sum by (label) (increase(cdr_exporter_label_overflow_total{{{JI}}}"
-                              f"[{RI}]))", "{{label}}")),
+                     "Label values replaced by other per interval, by label and cause: the "
+                     "label's cap on distinct values was reached (max_values: "
+                     "labels.max_call_bridges, labels.max_tenants, labels.max_values) or the value "
+                     "was longer than labels.max_value_bytes (too_long).", "short",
+                     targets((f"sum by (label, cause) (increase(cdr_exporter_label_overflow_total"
+                              f"{{{JI}}}[{RI}]))", "{{label}} {{cause}}")),
                      thresholds=steps("green", 1, "orange"), threshold_style="line"), 8, 8)
+
+    b.row("Durability and bounds")
+    b.add(stat("Last start: batches lost",
+               "Acknowledged batches the last start could not replay (damaged journal entries, "
+               "or no readable snapshot and a journal that no longer reaches back to the start). "
+               "Anything above 0 is data loss: see the runbook.", "short",
+               targets(f"max(cdr_exporter_recovery_lost_batches{{{JI}}})"),
+               thresholds=steps("green", 1, "red"), decimals=0), 4, 4)
+    b.add(stat("Last start: unreadable snapshots",
+               "Snapshots that could not be read at the last start (moved to "
+               "data_dir/snapshots/damaged). An older snapshot and a longer replay were used.",
+               "short", targets(f"max(cdr_exporter_recovery_unreadable_snapshots{{{JI}}})"),
+               thresholds=steps("green", 1, "orange"), decimals=0), 4, 4)
+    b.add(stat("Last start: state incomplete",
+               "1 if the last start could not rebuild the whole state.", "short",
+               targets(f"max(cdr_exporter_recovery_incomplete{{{JI}}})"),
+               thresholds=steps("green", 1, "red"), decimals=0), 4, 4)
+    b.add(stat("Last start: journal replayed",
+               "Batches replayed from the journal at the last start, and bytes of the journal "
+               "that were not a valid entry (torn writes, damage) and were skipped.", "short",
+               targets((f"max(cdr_exporter_recovery_replayed_batches{{{JI}}})", "batches"),
+                       (f"max(cdr_exporter_recovery_corrupt_bytes{{{JI}}})", "corrupt bytes",)), decimals=0), 4, 4)
+    b.add(stat("Snapshot age",
+               "Seconds since the last snapshot was written (snapshot.interval_seconds apart; "
+               "the journal grows until one succeeds).", "s",
+               targets(f"max(time() - cdr_exporter_snapshot_last_success_timestamp_seconds{{{JI}}})"),
+               thresholds=steps("green", 900, "orange", 3600, "red"), graph="none"), 4, 4)
+    b.add(stat("Snapshot: batches held back",
+               "How long the last snapshot held batches back while it copied the state, and how "
+               "long it took in all (serialising and writing happen while batches flow).", "s",
+               targets((f"max(cdr_exporter_snapshot_last_gate_seconds{{{JI}}})", "held back"),
+                       (f"max(cdr_exporter_snapshot_last_duration_seconds{{{JI}}})", "total",)), decimals=3), 4, 4)
+    b.add(timeseries("Journal",
+                     "Batches appended and fsync calls per second (concurrent batches share one "
+                     "fsync), and failed writes per interval (each answered 503).", "short",
+                     targets(
+                         (f"sum(rate(cdr_exporter_journal_appends_total{{{JI}}}[{RI}]))", "appends/s"),
+                         (f"sum(rate(cdr_exporter_journal_fsyncs_total{{{JI}}}[{RI}]))", "fsyncs/s"),
+                         (f"sum(increase(cdr_exporter_journal_errors_total{{{JI}}}[{RI}]))",
+                          "errors"),
+                     ), overrides=[red_override("errors")]), 8, 8)
+    b.add(timeseries("Journal fsync time",
+                     "Mean time of one journal fsync, and bytes written to the journal per "
+                     "second.", "s",
+                     targets(
+                         (f"sum(rate(cdr_exporter_journal_fsync_seconds_total{{{JI}}}[{RI}])) / "
+                          f"sum(rate(cdr_exporter_journal_fsyncs_total{{{JI}}}[{RI}]))", "per fsync"),
+                         (f"sum(rate(cdr_exporter_journal_written_bytes_total{{{JI}}}[{RI}]))",
+                          "bytes/s"),
+                     )), 8, 8)
+    b.add(timeseries("Quarantine and suppressed log lines",
+                     "Rejected bodies kept in data_dir/quarantine (files), bodies not kept or "
+                     "removed to stay within quarantine_max_bytes / quarantine_max_files, and log "
+                     "lines suppressed because their call site wrote 10 in 10 s, per interval.",
+                     "short",
+                     targets(
+                         (f"max(cdr_exporter_quarantine_files{{{JI}}})", "files kept"),
+                         (f"max(cdr_exporter_quarantine_bytes{{{JI}}})", "bytes kept"),
+                         (f"sum(increase(cdr_exporter_quarantine_dropped_total{{{JI}}}[{RI}]))",
+                          "bodies dropped"),
+                         (f"sum(increase(cdr_exporter_log_lines_suppressed_total{{{JI}}}[{RI}]))",
+                          "log lines suppressed"),
+                     )), 8, 8)
 
     b.row("Process")
     b.add(timeseries("CPU",

@@ -8,6 +8,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+/// What a secret is shown as.
+pub const MASKED: &str = "(set, not shown)";
+
 /// Prefix of environment variables; nested keys use `__` (e.g. `CDR_EXPORTER_TRACKING__MAX_AGE_SECONDS`).
 pub const ENV_PREFIX: &str = "CDR_EXPORTER_";
 
@@ -20,7 +23,7 @@ pub struct Config {
     pub cdr_path: String,
     /// Path Prometheus scrapes.
     pub metrics_path: String,
-    /// Where the exporter keeps its state (quarantined bodies now; journal and snapshots later).
+    /// Where the exporter keeps its state: `journal/`, `snapshots/`, `quarantine/` and a `lock`.
     pub data_dir: PathBuf,
     /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter such as `cdr_exporter=debug`.
     pub log_level: String,
@@ -30,6 +33,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Total size of rejected bodies kept in `data_dir/quarantine` (0 disables).
     pub quarantine_max_bytes: u64,
+    /// Number of rejected bodies kept in `data_dir/quarantine` (0 disables).
+    pub quarantine_max_files: usize,
     pub tracking: Tracking,
     pub labels: Labels,
     pub names: Names,
@@ -82,6 +87,11 @@ pub struct Server {
     pub header_timeout_seconds: u64,
     /// Time a client has to send a request's body.
     pub body_timeout_seconds: u64,
+    /// A connection whose answer cannot be written for this long (the client does not read)
+    /// is dropped.
+    pub write_timeout_seconds: u64,
+    /// Request bodies held at once over all connections; beyond it new batches get 503.
+    pub max_inflight_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,8 +129,15 @@ pub enum LogFormat {
 pub struct Tracking {
     /// Calls, legs, recordings and streamings with no end record after this long are evicted.
     pub max_age_seconds: u64,
-    /// At most this many objects of each kind per Call Bridge session.
+    /// At most this many objects of each kind in all (a session above its fair share evicts
+    /// its own oldest first).
     pub max_objects: usize,
+    /// Call Bridge identities tracked (GUID, URI parameter or address); the least recently
+    /// active beyond it are forgotten.
+    pub max_call_bridges: usize,
+    /// Sessions remembered per identity: live streams sharing it and replaced sessions kept
+    /// to recognise late copies.
+    pub sessions_per_call_bridge: usize,
     /// How often the max-age sweep runs.
     pub sweep_interval_seconds: u64,
 }
@@ -134,6 +151,8 @@ pub struct Labels {
     pub max_tenants: usize,
     /// Distinct values of every other label (reason, record_type, ...).
     pub max_values: usize,
+    /// Longest label value, in bytes; longer values become `other` (counted).
+    pub max_value_bytes: usize,
 }
 
 /// The MOS estimate's assumptions (see README "How MOS is estimated").
@@ -174,6 +193,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             max_body_bytes: 8 * 1024 * 1024,
             quarantine_max_bytes: 16 * 1024 * 1024,
+            quarantine_max_files: 1000,
             tracking: Tracking::default(),
             labels: Labels::default(),
             names: Names::default(),
@@ -223,6 +243,8 @@ impl Default for Server {
             max_connections: 1024,
             header_timeout_seconds: 30,
             body_timeout_seconds: 60,
+            write_timeout_seconds: 10,
+            max_inflight_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -232,6 +254,8 @@ impl Default for Tracking {
         Tracking {
             max_age_seconds: 2 * 86400,
             max_objects: 500_000,
+            max_call_bridges: 512,
+            sessions_per_call_bridge: 8,
             sweep_interval_seconds: 60,
         }
     }
@@ -243,6 +267,7 @@ impl Default for Labels {
             max_call_bridges: 256,
             max_tenants: 2000,
             max_values: 64,
+            max_value_bytes: 128,
         }
     }
 }
@@ -353,12 +378,55 @@ impl Config {
                 "server.body_timeout_seconds",
                 self.server.body_timeout_seconds,
             ),
+            (
+                "server.write_timeout_seconds",
+                self.server.write_timeout_seconds,
+            ),
+            (
+                "tracking.max_call_bridges",
+                self.tracking.max_call_bridges as u64,
+            ),
             ("snapshot.interval_seconds", self.snapshot.interval_seconds),
             ("snapshot.keep", self.snapshot.keep as u64),
             ("journal.fsync_interval_ms", self.journal.fsync_interval_ms),
         ] {
             if v == 0 {
                 return bad(key, "must be positive".into());
+            }
+        }
+        if self.server.max_inflight_bytes < self.max_body_bytes {
+            return bad(
+                "server.max_inflight_bytes",
+                format!(
+                    "must be at least max_body_bytes ({}), or no full-size body fits",
+                    self.max_body_bytes
+                ),
+            );
+        }
+        if self.tracking.sessions_per_call_bridge < 2 {
+            return bad(
+                "tracking.sessions_per_call_bridge",
+                "must be at least 2 (the live session and the one it replaced)".into(),
+            );
+        }
+        if !(16..=4096).contains(&self.labels.max_value_bytes) {
+            return bad(
+                "labels.max_value_bytes",
+                "must be between 16 and 4096".into(),
+            );
+        }
+        for (key, map) in [
+            ("names.call_bridges", &self.names.call_bridges),
+            ("names.tenants", &self.names.tenants),
+        ] {
+            if let Some(v) = map.values().find(|v| v.len() > self.labels.max_value_bytes) {
+                return bad(
+                    key,
+                    format!(
+                        "the name {v:?} is longer than labels.max_value_bytes ({})",
+                        self.labels.max_value_bytes
+                    ),
+                );
             }
         }
         if self.journal.segment_max_bytes < 4096 {
@@ -402,6 +470,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The configuration as TOML, with secrets masked (for `--print-config` and the
+    /// landing page: a token must never be shown).
+    pub fn to_masked_toml(&self) -> String {
+        let mut c = self.clone();
+        if !c.auth.token.is_empty() {
+            c.auth.token = MASKED.into();
+        }
+        toml::to_string_pretty(&c).unwrap_or_default()
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

@@ -1,4 +1,5 @@
-//! `apply(batch)`: the one place where CDR records become tracker changes and metric updates.
+//! `apply(batch)`: CMS records become tracker transitions, and transitions become metric
+//! updates, in one small function per record type.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -9,8 +10,10 @@ use crate::cdr::{self, Batch, CallRef, Entry, ObjectRef, PacketStatistics, Recor
 use crate::metrics::{values, LabelId, Metrics};
 use crate::quality::{self, BurstGap, CodecTable};
 use crate::tracker::{
-    Call, Evicted, Leg, Limits, Lookup, Media, SessionState, Tracker, FRESH_INDEX,
+    CallEnded, CallStarted, EvictReason, Evicted, Eviction, Index, Kind, Leg, LegStarted,
+    LegUpdated, Limits, SessionState, Tracker, Unknown, FRESH_INDEX,
 };
+use crate::warn_limited;
 
 /// Configured GUID/id → readable name maps for the `call_bridge` and `tenant` labels.
 #[derive(Clone, Debug, Default)]
@@ -48,19 +51,14 @@ type State = SessionState<LabelId>;
 
 /// Label ids used on every record, interned once.
 struct Fixed {
-    tenant_unknown: LabelId,
+    unknown: Unknown<LabelId>,
     tenant_none: LabelId,
-    call_type_unknown: LabelId,
-    leg_type_unknown: LabelId,
-    direction_unknown: LabelId,
     rt_true: LabelId,
     rt_false: LabelId,
     rt_unknown: LabelId,
     reason_unknown: LabelId,
-    kind: [LabelId; 4],
-    evict_max_age: LabelId,
-    evict_max_objects: LabelId,
-    evict_restart: LabelId,
+    kind: [LabelId; 5],
+    evict: [LabelId; 5],
     record_types: [LabelId; 9],
     audio: LabelId,
     video: LabelId,
@@ -77,15 +75,34 @@ struct Fixed {
     usage: [LabelId; 5],
 }
 
-const KIND_CALL: usize = 0;
-const KIND_LEG: usize = 1;
-const KIND_RECORDING: usize = 2;
-const KIND_STREAMING: usize = 3;
+impl Fixed {
+    fn evict(&self, r: EvictReason) -> LabelId {
+        self.evict[r as usize]
+    }
+    fn kind(&self, k: Kind) -> LabelId {
+        self.kind[k as usize]
+    }
+    fn record_type(&self, t: &RecordType) -> Option<LabelId> {
+        let i = match t {
+            RecordType::CallStart => 0,
+            RecordType::CallEnd => 1,
+            RecordType::CallLegStart => 2,
+            RecordType::CallLegUpdate => 3,
+            RecordType::CallLegEnd => 4,
+            RecordType::RecordingStart => 5,
+            RecordType::RecordingEnd => 6,
+            RecordType::StreamingStart => 7,
+            RecordType::StreamingEnd => 8,
+            RecordType::Other(_) => return None,
+        };
+        Some(self.record_types[i])
+    }
+}
 
 /// Applies batches to the tracker and the metrics.
 pub struct Ingest {
     pub metrics: Arc<Metrics>,
-    pub tracker: Tracker<LabelId>,
+    tracker: Tracker<LabelId>,
     names: Names,
     mos: MosSettings,
     fixed: Fixed,
@@ -97,19 +114,19 @@ impl Ingest {
         let d = &m.d;
         let rt = |t: &RecordType| m.id(&d.record_type, t.as_str());
         let fixed = Fixed {
-            tenant_unknown: m.id(&d.tenant, values::UNKNOWN),
+            unknown: Unknown {
+                tenant: m.id(&d.tenant, values::UNKNOWN),
+                call_type: m.id(&d.call_type, values::UNKNOWN),
+                leg_type: m.id(&d.leg_type, values::UNKNOWN),
+                direction: m.id(&d.direction, values::UNKNOWN),
+            },
             tenant_none: m.id(&d.tenant, values::NONE),
-            call_type_unknown: m.id(&d.call_type, values::UNKNOWN),
-            leg_type_unknown: m.id(&d.leg_type, values::UNKNOWN),
-            direction_unknown: m.id(&d.direction, values::UNKNOWN),
             rt_true: m.id(&d.remote_teardown, "true"),
             rt_false: m.id(&d.remote_teardown, "false"),
             rt_unknown: m.id(&d.remote_teardown, values::UNKNOWN),
             reason_unknown: m.id(&d.reason, values::UNKNOWN),
-            kind: ["call", "call_leg", "recording", "streaming"].map(|k| m.id(&d.kind, k)),
-            evict_max_age: m.id(&d.evict_reason, "max_age"),
-            evict_max_objects: m.id(&d.evict_reason, "max_objects"),
-            evict_restart: m.id(&d.evict_reason, "restart"),
+            kind: Kind::ALL.map(|k| m.id(&d.kind, k.as_str())),
+            evict: EvictReason::ALL.map(|r| m.id(&d.evict_reason, r.as_str())),
             record_types: [
                 RecordType::CallStart,
                 RecordType::CallEnd,
@@ -147,15 +164,9 @@ impl Ingest {
         }
         m.mos_assumed_delay
             .with([], |g| g.0.set(mos.assumed_delay_ms / 1000.0));
+        // Rare counters exist at 0, so increase() sees their first event.
         for k in fixed.kind {
-            m.tracked_objects.with([k], |g| g.add(0));
-        }
-        for k in fixed.kind {
-            for r in [
-                fixed.evict_max_age,
-                fixed.evict_max_objects,
-                fixed.evict_restart,
-            ] {
+            for r in fixed.evict {
                 m.evicted_objects.with([k, r], |_| ());
             }
         }
@@ -163,18 +174,18 @@ impl Ingest {
             let r = m.id(&d.conn_reason, r);
             m.connections_rejected.with([r], |_| ());
         }
-        // Rejections are rare: create their series at 0 so the first one is an increase.
-        for r in crate::metrics::crate_known::REJECT_REASONS {
-            let r = m.id(&d.reject_reason, r);
-            m.batches_rejected.with([r], |_| ());
-        }
         Ingest {
-            tracker: Tracker::new(limits),
+            tracker: Tracker::new(limits, fixed.unknown),
             metrics,
             names,
             mos,
             fixed,
         }
+    }
+
+    /// Objects the tracker holds, per kind.
+    pub fn tracked(&self) -> [(Kind, u64); 5] {
+        self.tracker.tracked()
     }
 
     /// The identity a batch's Call Bridge is tracked under: the `callBridge` attribute,
@@ -194,6 +205,10 @@ impl Ingest {
             Some(ip) => Cow::Owned(ip.to_canonical().to_string()),
             None => Cow::Borrowed(values::UNKNOWN),
         }
+    }
+
+    fn label_value(&self, l: LabelId) -> Arc<str> {
+        self.metrics.table.resolve(l)
     }
 
     /// Applies one parsed batch. `now` is the exporter's clock (Unix seconds).
@@ -216,39 +231,49 @@ impl Ingest {
             let i = e.header.correlator_index?;
             Some(i.saturating_sub(e.header.num_preceding_missing.unwrap_or(0)) <= FRESH_INDEX)
         });
-        let Lookup {
-            state,
-            new,
-            replaced,
-            conflict,
-        } = self
+        let begin = self
             .tracker
-            .session(batch.session, &key, fresh.unwrap_or(false), label);
-        if conflict {
-            tracing::warn!(
-                call_bridge = %key,
-                session = %batch.session,
-                "two CDR sessions are live under one Call Bridge identity: give each Call Bridge its own ?call_bridge= in its receiver URI"
-            );
+            .begin(batch.session, &key, fresh.unwrap_or(false), now_s, label);
+        for ev in begin.evictions {
+            out.evicted += self.eviction(ev);
         }
-        if let Some(old) = replaced {
-            let mut old = old.lock();
-            let cb_old = old.call_bridge;
-            let before = counts(&old);
-            let ev = old.drain_all();
-            self.track_delta(before, [0; 4]);
-            out.evicted += ev.len() as u64;
-            self.evicted(cb_old, ev, self.fixed.evict_restart);
-        }
-        let mut st = state.lock();
-        let cb = st.call_bridge;
-        if new {
+        let mut st = begin.session.lock();
+        let cb = st.call_bridge();
+        if begin.new {
             m.sessions.with([cb], |c| c.inc());
             // Series exist from the first batch, so increase() sees the first event.
             m.records_missing.with([cb], |_| ());
             m.records_duplicate.with([cb], |_| ());
+            let first_index = batch
+                .records
+                .first()
+                .and_then(|e| e.header.correlator_index);
+            match begin.replaced {
+                Some(old) => tracing::info!(
+                    call_bridge = %self.label_value(cb),
+                    identity = %st.bridge_key(),
+                    session = %batch.session,
+                    previous_session = %old,
+                    first_correlator_index = first_index,
+                    "Call Bridge restarted: a new CDR session replaces the previous one, whose calls, legs, recordings and streamings are ended"
+                ),
+                None => tracing::info!(
+                    call_bridge = %self.label_value(cb),
+                    identity = %st.bridge_key(),
+                    session = %batch.session,
+                    first_correlator_index = first_index,
+                    "new CDR session"
+                ),
+            }
         }
-        let before = counts(&st);
+        if begin.conflict {
+            warn_limited!(
+                call_bridge = %self.label_value(cb),
+                identity = %st.bridge_key(),
+                session = %batch.session,
+                "two CDR sessions are live under one Call Bridge identity: give each Call Bridge its own ?call_bridge= in its receiver URI"
+            );
+        }
         let mut newest = f64::NEG_INFINITY;
         for e in &batch.records {
             self.entry(&mut st, e, now_s, &mut out);
@@ -256,17 +281,15 @@ impl Ingest {
                 newest = newest.max(t.0);
             }
         }
-        if st.retired && out.applied + out.invalid > 0 {
-            // Records a replaced session had not sent before: it is alive after all.
-            st.retired = false;
-            self.tracker.revive(batch.session);
-            tracing::warn!(call_bridge = %key, session = %batch.session, "a replaced CDR session sent new records; tracking it again");
+        if st.is_retired() && out.applied + out.invalid > 0 && st.revive() {
+            warn_limited!(
+                call_bridge = %self.label_value(cb),
+                session = %batch.session,
+                "a replaced CDR session sent new records; tracking it again"
+            );
         }
-        let ev = st.enforce_max(self.tracker.limits.max_objects);
-        out.evicted += ev.len() as u64;
-        self.evicted(cb, ev, self.fixed.evict_max_objects);
-        let after = counts(&st);
-        self.track_delta(before, after);
+        let ev = st.enforce_max();
+        out.evicted += self.evicted(cb, EvictReason::MaxObjects, ev);
         if out.duplicates > 0 {
             m.records_duplicate.with([cb], |c| c.inc_by(out.duplicates));
         }
@@ -283,94 +306,108 @@ impl Ingest {
 
     /// Dedupe, gap accounting and the record itself.
     fn entry(&self, st: &mut State, e: &Entry<'_>, now: u64, out: &mut Outcome) {
-        let m = &*self.metrics;
-        let cb = st.call_bridge;
+        let cb = st.call_bridge();
         let Some(idx) = e.header.correlator_index else {
             let reason = e
                 .body
                 .as_ref()
                 .err()
-                .map(|i| i.reason.as_label())
-                .unwrap_or("missing_correlator_index");
-            let r = m.id(&m.d.invalid_reason, reason);
-            m.records_invalid.with([cb, r], |c| c.inc());
-            tracing::warn!(session = %st.session, reason, "CDR record without a usable correlatorIndex skipped");
-            out.invalid += 1;
+                .map(|i| i.reason)
+                .unwrap_or(cdr::InvalidReason::MissingCorrelatorIndex);
+            self.invalid(st, e, reason, None, out);
             return;
         };
-        if st.seen.contains(idx) {
-            out.duplicates += 1;
-            return;
+        let lost = match st.index(idx, e.header.num_preceding_missing) {
+            Index::Duplicate => {
+                out.duplicates += 1;
+                return;
+            }
+            Index::Absurd => {
+                self.invalid(st, e, cdr::InvalidReason::AbsurdIndex, Some(idx), out);
+                return;
+            }
+            Index::New { lost, .. } => lost,
+        };
+        if lost > 0 {
+            out.missing += lost;
+            warn_limited!(
+                call_bridge = %self.label_value(cb),
+                identity = %st.bridge_key(),
+                session = %st.id(),
+                missing = lost,
+                first_missing_correlator_index = idx.saturating_sub(lost),
+                last_missing_correlator_index = idx - 1,
+                "CDR records lost before reaching the exporter"
+            );
         }
-        // A jump past the highest index seen means lost records; the sender's own count
-        // of discarded records describes the same loss: take the larger, once.
-        let jump = match st.seen.max() {
-            Some(hi) if idx > hi + 1 => idx - hi - 1,
-            _ => 0,
-        };
-        out.missing += jump.max(e.header.num_preceding_missing.unwrap_or(0));
-        st.seen.insert(idx);
         match &e.body {
             Ok(rec) => {
                 self.record(st, rec, now);
-                let t = self.record_type_label(&e.header.record_type);
-                m.records.with([cb, t], |c| c.inc());
+                let t = self
+                    .fixed
+                    .record_type(&e.header.record_type)
+                    .unwrap_or_else(|| {
+                        let m = &self.metrics;
+                        m.id(&m.d.record_type, e.header.record_type.as_str())
+                    });
+                self.metrics.records.with([cb, t], |c| c.inc());
                 out.applied += 1;
             }
             Err(inv) => {
-                let r = m.id(&m.d.invalid_reason, inv.reason.as_label());
-                m.records_invalid.with([cb, r], |c| c.inc());
-                tracing::warn!(
-                    session = %st.session,
-                    correlator_index = idx,
-                    record_type = e.header.record_type.as_str(),
-                    reason = inv.reason.as_label(),
-                    field = inv.field,
-                    "invalid CDR record skipped"
-                );
-                out.invalid += 1;
+                self.invalid(st, e, inv.reason, Some(idx), out);
                 // An end record we could not read still ends its object, so gauges don't stick.
-                match (&e.header.record_type, inv.object) {
-                    (RecordType::CallEnd, Some(ObjectRef::Call(id))) => {
-                        if let Some(c) = st.calls.remove(&id) {
-                            self.call_gone(cb, &c);
-                        }
-                    }
-                    (RecordType::CallLegEnd, Some(ObjectRef::CallLeg(id))) => {
-                        if let Some(l) = st.legs.remove(&id) {
-                            self.leg_gone(cb, &l);
-                        }
-                    }
-                    (RecordType::RecordingEnd, Some(ObjectRef::Recording(id)))
-                        if st.recordings.remove(&id).is_some() =>
-                    {
-                        m.recordings_active.with([cb], |g| g.add(-1));
-                    }
-                    (RecordType::StreamingEnd, Some(ObjectRef::Streaming(id)))
-                        if st.streamings.remove(&id).is_some() =>
-                    {
-                        m.streamings_active.with([cb], |g| g.add(-1));
-                    }
-                    _ => {}
+                if let Some(obj) = inv.object {
+                    self.end_unreadable(st, &e.header.record_type, obj, now);
                 }
             }
         }
     }
 
-    fn record_type_label(&self, t: &RecordType) -> LabelId {
-        let i = match t {
-            RecordType::CallStart => 0,
-            RecordType::CallEnd => 1,
-            RecordType::CallLegStart => 2,
-            RecordType::CallLegUpdate => 3,
-            RecordType::CallLegEnd => 4,
-            RecordType::RecordingStart => 5,
-            RecordType::RecordingEnd => 6,
-            RecordType::StreamingStart => 7,
-            RecordType::StreamingEnd => 8,
-            RecordType::Other(s) => return self.metrics.id(&self.metrics.d.record_type, s),
-        };
-        self.fixed.record_types[i]
+    fn invalid(
+        &self,
+        st: &State,
+        e: &Entry<'_>,
+        reason: cdr::InvalidReason,
+        idx: Option<u64>,
+        out: &mut Outcome,
+    ) {
+        let m = &*self.metrics;
+        let r = m.id(&m.d.invalid_reason, reason.as_label());
+        m.records_invalid.with([st.call_bridge(), r], |c| c.inc());
+        let field = e.body.as_ref().err().map(|i| i.field).unwrap_or("");
+        warn_limited!(
+            call_bridge = %self.label_value(st.call_bridge()),
+            session = %st.id(),
+            correlator_index = idx,
+            record_type = e.header.record_type.as_str(),
+            reason = reason.as_label(),
+            field,
+            "invalid CDR record skipped"
+        );
+        out.invalid += 1;
+    }
+
+    fn end_unreadable(&self, st: &mut State, t: &RecordType, obj: ObjectRef, _now: u64) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        match (t, obj) {
+            (RecordType::CallEnd, ObjectRef::Call(id)) => {
+                let e = st.call_end(id);
+                self.call_closed(cb, &e);
+            }
+            (RecordType::CallLegEnd, ObjectRef::CallLeg(id)) => {
+                if let Some(l) = st.leg_end(id) {
+                    self.leg_gone(cb, &l);
+                }
+            }
+            (RecordType::RecordingEnd, ObjectRef::Recording(id)) if st.recording_end(id) => {
+                m.recordings_active.with([cb], |g| g.add(-1));
+            }
+            (RecordType::StreamingEnd, ObjectRef::Streaming(id)) if st.streaming_end(id) => {
+                m.streamings_active.with([cb], |g| g.add(-1));
+            }
+            _ => {}
+        }
     }
 
     fn tenant_label(&self, tenant: Option<&str>) -> LabelId {
@@ -385,171 +422,189 @@ impl Ingest {
     }
 
     fn record(&self, st: &mut State, rec: &Record<'_>, now: u64) {
-        let m = &*self.metrics;
-        let cb = st.call_bridge;
-        let f = &self.fixed;
         match rec {
-            Record::CallStart(r) => {
-                let tenant = self.tenant_label(r.tenant.as_deref());
-                let call_type = match &r.call_type {
-                    Some(t) => m.id(&m.d.call_type, t.as_str()),
-                    None => f.call_type_unknown,
-                };
-                let pending = match st.calls.get_mut(&r.id) {
-                    // A repeated callStart for a live call changes nothing.
-                    Some(c) if !c.placeholder => return,
-                    Some(c) => {
-                        c.placeholder = false;
-                        c.tenant = tenant;
-                        c.call_type = call_type;
-                        std::mem::take(&mut c.pending_legs)
-                    }
-                    None => {
-                        st.calls.insert(
-                            r.id,
-                            Call {
-                                tenant,
-                                call_type,
-                                since: now,
-                                placeholder: false,
-                                pending_legs: Vec::new(),
-                            },
-                        );
-                        Vec::new()
-                    }
-                };
-                // Legs that joined before we knew the call's tenant move to it now.
-                for leg_id in pending {
-                    if let Some(l) = st.legs.get_mut(&leg_id) {
-                        if l.call() == Some(r.id) && l.tenant != tenant {
-                            relabel_leg(m, cb, l, tenant);
-                        }
-                    }
-                }
-                m.calls_active.with([cb, tenant, call_type], |g| g.add(1));
-                m.calls_started.with([cb, tenant, call_type], |c| c.inc());
-            }
-            Record::CallEnd(r) => {
-                let (tenant, call_type) = match st.calls.remove(&r.id) {
-                    Some(c) if !c.placeholder => {
-                        self.call_gone(cb, &c);
-                        (c.tenant, c.call_type)
-                    }
-                    _ => {
-                        self.unmatched(cb, 1);
-                        (f.tenant_unknown, f.call_type_unknown)
-                    }
-                };
-                let key = [cb, tenant, call_type];
-                m.calls_ended.with(key, |c| c.inc());
-                if let Some(d) = r.duration_seconds {
-                    m.call_duration
-                        .with(key, |h| h.observe(d, m.call_duration.desc.buckets));
-                }
-                if let Some(n) = r.call_legs_max_active {
-                    m.call_participants_max.with(key, |h| {
-                        h.observe(n as f64, m.call_participants_max.desc.buckets)
-                    });
-                }
-            }
-            Record::CallLegStart(r) => {
-                if st.legs.contains_key(&r.id) {
-                    return;
-                }
-                let leg_type = match &r.leg_type {
-                    Some(t) => m.id(&m.d.leg_type, t.as_str()),
-                    None => f.leg_type_unknown,
-                };
-                let direction = match &r.direction {
-                    Some(d) => m.id(&m.d.direction, d.as_str()),
-                    None => f.direction_unknown,
-                };
-                let mut leg = Leg::new(r.call, f.tenant_unknown, leg_type, direction, now);
-                if let Some(call) = r.call {
-                    leg.tenant = self.attach(st, call, r.id);
-                }
-                st.legs.insert(r.id, leg);
-                m.legs_active
-                    .with([cb, leg.tenant, leg_type, direction], |g| g.add(1));
-                m.legs_started.with([cb, leg_type, direction], |c| c.inc());
-            }
-            Record::CallLegUpdate(r) => {
-                let Some(CallRef::Call(call)) = r.call else {
-                    if !st.legs.contains_key(&r.id) {
-                        self.adopt_leg(st, r.id, None, now);
-                    }
-                    return;
-                };
-                match st.legs.get(&r.id).copied() {
-                    Some(l) if l.call() == Some(call) => {}
-                    Some(mut l) => {
-                        let tenant = self.attach(st, call, r.id);
-                        l.set_call(call);
-                        if tenant != l.tenant {
-                            relabel_leg(m, cb, &mut l, tenant);
-                        }
-                        st.legs.insert(r.id, l);
-                    }
-                    None => self.adopt_leg(st, r.id, Some(call), now),
-                }
-            }
-            Record::CallLegEnd(r) => {
-                let tenant = match st.legs.remove(&r.id) {
-                    Some(l) => {
-                        self.leg_gone(cb, &l);
-                        l.tenant
-                    }
-                    None => {
-                        self.unmatched(cb, 4);
-                        f.tenant_unknown
-                    }
-                };
-                let reason = match &r.reason {
-                    Some(x) => m.id(&m.d.reason, x.as_str()),
-                    None => f.reason_unknown,
-                };
-                let rt = match r.remote_teardown {
-                    Some(true) => f.rt_true,
-                    Some(false) => f.rt_false,
-                    None => f.rt_unknown,
-                };
-                m.legs_ended.with([cb, tenant, reason, rt], |c| c.inc());
-                if let Some(d) = r.duration_seconds {
-                    m.leg_duration
-                        .with([cb, tenant], |h| h.observe(d, m.leg_duration.desc.buckets));
-                }
-                self.leg_quality(cb, tenant, r);
-            }
-            Record::RecordingStart(r) => {
-                if st.recordings.insert(r.id, Media { since: now }).is_none() {
-                    m.recordings_active.with([cb], |g| g.add(1));
-                }
-                m.recordings_started.with([cb], |c| c.inc());
-            }
-            Record::RecordingEnd(r) => {
-                if st.recordings.remove(&r.id).is_some() {
-                    m.recordings_active.with([cb], |g| g.add(-1));
-                } else {
-                    self.unmatched(cb, 6);
-                }
-                m.recordings_ended.with([cb], |c| c.inc());
-            }
-            Record::StreamingStart(r) => {
-                if st.streamings.insert(r.id, Media { since: now }).is_none() {
-                    m.streamings_active.with([cb], |g| g.add(1));
-                }
-                m.streamings_started.with([cb], |c| c.inc());
-            }
-            Record::StreamingEnd(r) => {
-                if st.streamings.remove(&r.id).is_some() {
-                    m.streamings_active.with([cb], |g| g.add(-1));
-                } else {
-                    self.unmatched(cb, 8);
-                }
-                m.streamings_ended.with([cb], |c| c.inc());
-            }
+            Record::CallStart(r) => self.call_start(st, r, now),
+            Record::CallEnd(r) => self.call_end(st, r),
+            Record::CallLegStart(r) => self.leg_start(st, r, now),
+            Record::CallLegUpdate(r) => self.leg_update(st, r, now),
+            Record::CallLegEnd(r) => self.leg_end(st, r),
+            Record::RecordingStart(r) => self.recording_start(st, r.id, now),
+            Record::RecordingEnd(r) => self.recording_end(st, r.id),
+            Record::StreamingStart(r) => self.streaming_start(st, r.id, now),
+            Record::StreamingEnd(r) => self.streaming_end(st, r.id),
             Record::Unknown => {}
         }
+    }
+
+    fn call_start(&self, st: &mut State, r: &cdr::CallStart<'_>, now: u64) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        let tenant = self.tenant_label(r.tenant.as_deref());
+        let call_type = match &r.call_type {
+            Some(t) => m.id(&m.d.call_type, t.as_str()),
+            None => self.fixed.unknown.call_type,
+        };
+        let CallStarted::Started { relabelled } = st.call_start(r.id, tenant, call_type, now)
+        else {
+            return; // a repeated callStart for a live call changes nothing
+        };
+        for before in relabelled {
+            self.leg_gone(cb, &before);
+            let mut after = before;
+            after.tenant = tenant;
+            self.leg_active(cb, &after);
+        }
+        m.calls_active.with([cb, tenant, call_type], |g| g.add(1));
+        m.calls_started.with([cb, tenant, call_type], |c| c.inc());
+    }
+
+    fn call_end(&self, st: &mut State, r: &cdr::CallEnd) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        let e = st.call_end(r.id);
+        let (tenant, call_type) = match &e.call {
+            Some(c) if !c.placeholder => (c.tenant, c.call_type),
+            _ => {
+                self.unmatched(cb, 1);
+                (self.fixed.unknown.tenant, self.fixed.unknown.call_type)
+            }
+        };
+        self.call_closed(cb, &e);
+        let key = [cb, tenant, call_type];
+        m.calls_ended.with(key, |c| c.inc());
+        if let Some(d) = r.duration_seconds {
+            m.call_duration
+                .with(key, |h| h.observe(d, m.call_duration.desc.buckets));
+        }
+        if let Some(n) = r.call_legs_max_active {
+            m.call_participants_max.with(key, |h| {
+                h.observe(n as f64, m.call_participants_max.desc.buckets)
+            });
+        }
+    }
+
+    /// Takes an ended call, and the legs it still had, off the active gauges.
+    fn call_closed(&self, cb: LabelId, e: &CallEnded<LabelId>) {
+        if let Some(c) = e.call.as_ref().filter(|c| !c.placeholder) {
+            self.metrics
+                .calls_active
+                .with([cb, c.tenant, c.call_type], |g| g.add(-1));
+        }
+        if !e.stray_legs.is_empty() {
+            let objects = e.stray_legs.iter().copied().map(Evicted::Leg).collect();
+            self.evicted(cb, EvictReason::CallEnded, objects);
+        }
+    }
+
+    fn leg_start(&self, st: &mut State, r: &cdr::CallLegStart<'_>, now: u64) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        let u = self.fixed.unknown;
+        let leg_type = r
+            .leg_type
+            .as_ref()
+            .map_or(u.leg_type, |t| m.id(&m.d.leg_type, t.as_str()));
+        let direction = r
+            .direction
+            .as_ref()
+            .map_or(u.direction, |d| m.id(&m.d.direction, d.as_str()));
+        if let LegStarted::Started(leg) = st.leg_start(r.id, r.call, leg_type, direction, now) {
+            self.leg_active(cb, &leg);
+            m.legs_started.with([cb, leg_type, direction], |c| c.inc());
+        }
+    }
+
+    fn leg_update(&self, st: &mut State, r: &cdr::CallLegUpdate<'_>, now: u64) {
+        let cb = st.call_bridge();
+        let call = match r.call {
+            Some(CallRef::Call(c)) => Some(c),
+            _ => None,
+        };
+        match st.leg_update(r.id, call, now) {
+            LegUpdated::Unchanged => {}
+            LegUpdated::Moved { before, after } => {
+                if before.tenant != after.tenant {
+                    self.leg_gone(cb, &before);
+                    self.leg_active(cb, &after);
+                }
+            }
+            LegUpdated::Adopted(leg) => {
+                // Its start was before we listened.
+                self.unmatched(cb, 3);
+                self.leg_active(cb, &leg);
+            }
+        }
+    }
+
+    fn leg_end(&self, st: &mut State, r: &cdr::CallLegEnd<'_>) {
+        let m = &*self.metrics;
+        let f = &self.fixed;
+        let cb = st.call_bridge();
+        let tenant = match st.leg_end(r.id) {
+            Some(l) => {
+                self.leg_gone(cb, &l);
+                l.tenant
+            }
+            None => {
+                self.unmatched(cb, 4);
+                f.unknown.tenant
+            }
+        };
+        let reason = r
+            .reason
+            .as_ref()
+            .map_or(f.reason_unknown, |x| m.id(&m.d.reason, x.as_str()));
+        let rt = match r.remote_teardown {
+            Some(true) => f.rt_true,
+            Some(false) => f.rt_false,
+            None => f.rt_unknown,
+        };
+        m.legs_ended.with([cb, tenant, reason, rt], |c| c.inc());
+        if let Some(d) = r.duration_seconds {
+            m.leg_duration
+                .with([cb, tenant], |h| h.observe(d, m.leg_duration.desc.buckets));
+        }
+        self.leg_quality(cb, tenant, r);
+    }
+
+    fn recording_start(&self, st: &mut State, id: cdr::RecordingId, now: u64) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        if st.recording_start(id, now) {
+            m.recordings_active.with([cb], |g| g.add(1));
+        }
+        m.recordings_started.with([cb], |c| c.inc());
+    }
+
+    fn recording_end(&self, st: &mut State, id: cdr::RecordingId) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        if st.recording_end(id) {
+            m.recordings_active.with([cb], |g| g.add(-1));
+        } else {
+            self.unmatched(cb, 6);
+        }
+        m.recordings_ended.with([cb], |c| c.inc());
+    }
+
+    fn streaming_start(&self, st: &mut State, id: cdr::StreamingId, now: u64) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        if st.streaming_start(id, now) {
+            m.streamings_active.with([cb], |g| g.add(1));
+        }
+        m.streamings_started.with([cb], |c| c.inc());
+    }
+
+    fn streaming_end(&self, st: &mut State, id: cdr::StreamingId) {
+        let m = &*self.metrics;
+        let cb = st.call_bridge();
+        if st.streaming_end(id) {
+            m.streamings_active.with([cb], |g| g.add(-1));
+        } else {
+            self.unmatched(cb, 8);
+        }
+        m.streamings_ended.with([cb], |c| c.inc());
     }
 
     /// Call quality from a callLegEnd: MOS, loss, alarms, codec mix, video, encryption, usage.
@@ -679,70 +734,15 @@ impl Ingest {
         }
     }
 
-    /// Ties leg `leg` to `call` and returns the tenant label it now has. A call not yet
-    /// started becomes a placeholder that remembers the leg for its callStart.
-    fn attach(&self, st: &mut State, call: cdr::CallId, leg: cdr::CallLegId) -> LabelId {
-        let f = &self.fixed;
-        match st.calls.get_mut(&call) {
-            Some(c) if !c.placeholder => c.tenant,
-            Some(c) => {
-                c.pending_legs.push(leg);
-                f.tenant_unknown
-            }
-            None => {
-                st.calls.insert(
-                    call,
-                    Call {
-                        tenant: f.tenant_unknown,
-                        call_type: f.call_type_unknown,
-                        since: st
-                            .legs
-                            .get(&leg)
-                            .map(|l| l.since as u64)
-                            .unwrap_or(0)
-                            .max(1),
-                        placeholder: true,
-                        pending_legs: vec![leg],
-                    },
-                );
-                f.tenant_unknown
-            }
-        }
-    }
-
-    /// A leg first seen in a callLegUpdate (its start was before we listened): track it.
-    fn adopt_leg(&self, st: &mut State, id: cdr::CallLegId, call: Option<cdr::CallId>, now: u64) {
-        let m = &*self.metrics;
-        let f = &self.fixed;
-        self.unmatched(st.call_bridge, 3);
-        let mut leg = Leg::new(
-            call,
-            f.tenant_unknown,
-            f.leg_type_unknown,
-            f.direction_unknown,
-            now,
-        );
-        if let Some(c) = call {
-            leg.tenant = self.attach(st, c, id);
-        }
-        st.legs.insert(id, leg);
-        m.legs_active.with(
-            [st.call_bridge, leg.tenant, leg.leg_type, leg.direction],
-            |g| g.add(1),
-        );
-    }
-
     fn unmatched(&self, cb: LabelId, type_index: usize) {
         let t = self.fixed.record_types[type_index];
         self.metrics.records_unmatched.with([cb, t], |c| c.inc());
     }
 
-    fn call_gone(&self, cb: LabelId, c: &Call<LabelId>) {
-        if !c.placeholder {
-            self.metrics
-                .calls_active
-                .with([cb, c.tenant, c.call_type], |g| g.add(-1));
-        }
+    fn leg_active(&self, cb: LabelId, l: &Leg<LabelId>) {
+        self.metrics
+            .legs_active
+            .with([cb, l.tenant, l.leg_type, l.direction], |g| g.add(1));
     }
 
     fn leg_gone(&self, cb: LabelId, l: &Leg<LabelId>) {
@@ -751,82 +751,69 @@ impl Ingest {
             .with([cb, l.tenant, l.leg_type, l.direction], |g| g.add(-1));
     }
 
-    /// Takes evicted objects off the active gauges and counts them.
-    fn evicted(&self, cb: LabelId, ev: Vec<Evicted<LabelId>>, reason: LabelId) {
+    /// Takes evicted objects off the active gauges and counts them; returns how many.
+    fn evicted(&self, cb: LabelId, reason: EvictReason, objects: Vec<Evicted<LabelId>>) -> u64 {
         let m = &*self.metrics;
         let f = &self.fixed;
-        let mut n = [0u64; 4];
-        for e in ev {
+        let mut n = [0u64; 5];
+        for e in &objects {
             match e {
                 Evicted::Call(c) => {
-                    self.call_gone(cb, &c);
-                    n[KIND_CALL] += 1;
+                    if !c.placeholder {
+                        m.calls_active
+                            .with([cb, c.tenant, c.call_type], |g| g.add(-1));
+                    }
+                    n[Kind::Call as usize] += 1;
                 }
                 Evicted::Leg(l) => {
-                    self.leg_gone(cb, &l);
-                    n[KIND_LEG] += 1;
+                    self.leg_gone(cb, l);
+                    n[Kind::CallLeg as usize] += 1;
                 }
                 Evicted::Recording => {
                     m.recordings_active.with([cb], |g| g.add(-1));
-                    n[KIND_RECORDING] += 1;
+                    n[Kind::Recording as usize] += 1;
                 }
                 Evicted::Streaming => {
                     m.streamings_active.with([cb], |g| g.add(-1));
-                    n[KIND_STREAMING] += 1;
+                    n[Kind::Streaming as usize] += 1;
                 }
             }
         }
-        for (k, count) in n.iter().enumerate() {
-            if *count > 0 {
+        for k in Kind::ALL {
+            if n[k as usize] > 0 {
                 m.evicted_objects
-                    .with([f.kind[k], reason], |c| c.inc_by(*count));
+                    .with([f.kind(k), f.evict(reason)], |c| c.inc_by(n[k as usize]));
             }
         }
+        objects.len() as u64
     }
 
-    fn track_delta(&self, before: [usize; 4], after: [usize; 4]) {
-        for k in 0..4 {
-            let d = after[k] as i64 - before[k] as i64;
-            if d != 0 {
-                self.metrics
-                    .tracked_objects
-                    .with([self.fixed.kind[k]], |g| g.add(d));
-            }
+    /// An eviction of the tracker's session bookkeeping (restart, bounds).
+    fn eviction(&self, ev: Eviction<LabelId>) -> u64 {
+        let n = self.evicted(ev.call_bridge, ev.reason, ev.objects);
+        if ev.session_dropped {
+            let f = &self.fixed;
+            self.metrics
+                .evicted_objects
+                .with([f.kind(Kind::Session), f.evict(ev.reason)], |c| c.inc());
+            warn_limited!(
+                call_bridge = %self.label_value(ev.call_bridge),
+                session = %ev.session,
+                objects = n,
+                "CDR session forgotten: beyond tracking.sessions_per_call_bridge or tracking.max_call_bridges (a late copy of its records would count again)"
+            );
         }
+        n
     }
 
     /// Evicts objects older than the configured max age from every session. Call it
     /// periodically; returns how many were evicted.
     pub fn sweep(&self, now: f64) -> u64 {
-        let cutoff = (now.max(0.0) as u64).saturating_sub(self.tracker.limits.max_age_seconds);
         let mut total = 0;
-        for s in self.tracker.live_sessions() {
-            let mut st = s.lock();
-            let before = counts(&st);
-            let ev = st.evict_older_than(cutoff);
-            total += ev.len() as u64;
-            let cb = st.call_bridge;
-            self.evicted(cb, ev, self.fixed.evict_max_age);
-            self.track_delta(before, counts(&st));
+        for ev in self.tracker.sweep(now.max(0.0) as u64) {
+            total += self.eviction(ev);
         }
         total
-    }
-
-    /// Recomputes `cdr_exporter_tracked_objects` from the maps (after restarts drained
-    /// sessions outside `apply`'s before/after window).
-    pub fn refresh_tracked(&self) {
-        let mut n = [0usize; 4];
-        for s in self.tracker.all_sessions() {
-            let c = counts(&s.lock());
-            for k in 0..4 {
-                n[k] += c[k];
-            }
-        }
-        for (k, v) in n.iter().enumerate() {
-            self.metrics
-                .tracked_objects
-                .with([self.fixed.kind[k]], |g| g.set(*v as i64));
-        }
     }
 }
 
@@ -841,25 +828,6 @@ fn burst_gap(ps: &PacketStatistics) -> BurstGap {
     }
 }
 
-/// Moves a leg's active-gauge count to a new tenant.
-fn relabel_leg(m: &Metrics, cb: LabelId, l: &mut Leg<LabelId>, tenant: LabelId) {
-    m.legs_active
-        .with([cb, l.tenant, l.leg_type, l.direction], |g| g.add(-1));
-    l.tenant = tenant;
-    m.legs_active
-        .with([cb, l.tenant, l.leg_type, l.direction], |g| g.add(1));
-}
-
-/// Objects per kind (placeholder calls included: they are held too).
-fn counts(st: &State) -> [usize; 4] {
-    [
-        st.calls.len(),
-        st.legs.len(),
-        st.recordings.len(),
-        st.streamings.len(),
-    ]
-}
-
 /// Everything `apply` has built, in a form that can be written to disk.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StateSnapshot {
@@ -869,19 +837,32 @@ pub struct StateSnapshot {
     pub tracker: crate::tracker::TrackerSnapshot,
 }
 
-impl Ingest {
-    /// Copies all state. Batches must not be applied meanwhile (the caller holds the gate).
-    pub fn snapshot(&self) -> StateSnapshot {
-        let tracker = self.tracker.snapshot(|l| l.0);
-        let metrics = self.metrics.snapshot();
-        let labels = self
-            .metrics
-            .table
-            .values()
-            .iter()
-            .map(|v| v.to_string())
-            .collect();
+/// The state at one instant, taken quickly (see [`Ingest::copy`]).
+pub struct StateCopy {
+    labels: Vec<Arc<str>>,
+    metrics: crate::metrics::MetricsSnapshot,
+    tracker: crate::tracker::TrackerCopy<LabelId>,
+}
+
+impl StateCopy {
+    /// The serialisable form; the slow part of a snapshot, done without blocking batches.
+    pub fn into_snapshot(self) -> StateSnapshot {
         StateSnapshot {
+            labels: self.labels.iter().map(|v| v.to_string()).collect(),
+            metrics: self.metrics,
+            tracker: self.tracker.into_snapshot(|l| l.0),
+        }
+    }
+}
+
+impl Ingest {
+    /// Copies all state. Batches must not be applied meanwhile (the caller holds the gate);
+    /// the copy shares the tracker's memory, so this takes little time.
+    pub fn copy(&self) -> StateCopy {
+        let tracker = self.tracker.copy();
+        let metrics = self.metrics.snapshot();
+        let labels = self.metrics.table.values().clone();
+        StateCopy {
             labels,
             metrics,
             tracker,
@@ -893,10 +874,9 @@ impl Ingest {
         let m = &*self.metrics;
         m.restore(&s.metrics);
         let ids: Vec<LabelId> = s.labels.iter().map(|v| m.table.intern(v)).collect();
-        let unknown = self.fixed.tenant_unknown;
+        let unknown = self.fixed.unknown.tenant;
         self.tracker.restore(&s.tracker, |i| {
             ids.get(i as usize).copied().unwrap_or(unknown)
         });
-        self.refresh_tracked();
     }
 }

@@ -1,12 +1,15 @@
 //! cdr-exporter: a CDR receiver for Cisco Meeting Server that exposes Prometheus metrics.
 //!
-//! Wiring lives here: [`run`] builds the state from a [`config::Config`] and serves it.
+//! Wiring lives here: [`App`] builds the state from a [`config::Config`] and [`run`] serves it.
+//! Data flows one way: `http` → `pipeline` (parse → journal → apply) → `ingest` → `metrics`.
 
 pub mod cdr;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod log_limit;
 pub mod metrics;
+pub mod pipeline;
 pub mod quality;
 pub mod rules;
 pub mod sim;
@@ -15,330 +18,167 @@ pub mod tracker;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use config::Config;
 use ingest::{Ingest, Names};
-use metrics::{Exposition, FloatGauge, LabelLimits, Metrics, ProcessCollector};
+use metrics::{Exposition, LabelLimits, Metrics, ProcessCollector};
+use pipeline::{Pipeline, Quarantine, QuarantineLimits};
 
 /// The exporter's shared state, built from a config.
 pub struct App {
-    pub ingest: Arc<Ingest>,
+    pub pipeline: Arc<Pipeline>,
     pub state: Arc<http::AppState>,
-    store: Option<Durable>,
 }
 
-/// The on-disk side: where snapshots go and how many to keep.
-struct Durable {
-    snapshot_dir: PathBuf,
-    journal_dir: PathBuf,
-    keep: usize,
-    status: Arc<StoreStatus>,
-}
-
-/// Why the exporter could not start.
+/// Why the exporter could not start or serve.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum RunError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("data directory: {0}")]
-    Store(#[from] store::StoreError),
-}
-
-impl From<StartError> for std::io::Error {
-    fn from(e: StartError) -> Self {
-        std::io::Error::other(e.to_string())
-    }
+    #[error(transparent)]
+    Open(#[from] pipeline::OpenError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl App {
     /// Builds the state in memory only: no journal, no recovery (tests, benches, tools).
     pub fn new(cfg: &Config) -> Result<App, config::ConfigError> {
-        Self::build(cfg, Vec::new())
+        let ingest = ingest_for(cfg)?;
+        let quarantine = Quarantine::new(cfg.data_dir.join("quarantine"), quarantine_limits(cfg));
+        let pipeline = Pipeline::in_memory(ingest, quarantine);
+        Self::with_pipeline(cfg, pipeline)
     }
 
-    /// Builds the state and makes it durable: loads the newest snapshot from
-    /// `data_dir`, replays the journal after it, and opens the journal for new batches.
-    pub fn open(cfg: &Config) -> Result<App, StartError> {
-        let journal_dir = cfg.data_dir.join("journal");
-        let snapshot_dir = cfg.data_dir.join("snapshots");
-        let status = Arc::new(StoreStatus::default());
-        let mut app = Self::build(cfg, vec![Box::new(StoreCollector(status.clone()))])?;
-        let started = std::time::Instant::now();
-        let mut seq = 0;
-        if let Some((snap_seq, state)) =
-            store::load_snapshot::<ingest::StateSnapshot>(&snapshot_dir)
-        {
-            app.ingest.restore(&state);
-            seq = snap_seq;
-        }
-        let ingest = app.ingest.clone();
-        let mut failed = 0u64;
-        let report = store::journal::read(&journal_dir, seq, |e| match cdr::parse(&e.body) {
-            Ok(batch) => {
-                let src = ingest::Source {
-                    query_call_bridge: e.query_call_bridge.as_deref(),
-                    peer: e.peer,
-                };
-                ingest.apply(&batch, &src, e.received_at);
-            }
-            // Only parsed batches are journaled; a failure here means a parser change.
-            Err(_) => failed += 1,
-        })?;
-        status.replayed.store(report.replayed, Ordering::Relaxed);
-        status
-            .corrupt_bytes
-            .store(report.corrupt_bytes, Ordering::Relaxed);
-        tracing::info!(
-            snapshot_seq = seq,
-            replayed = report.replayed,
-            corrupt_bytes = report.corrupt_bytes,
-            unparsable = failed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "state recovered"
-        );
-        let policy = match cfg.journal.fsync {
-            config::Fsync::Always => store::FsyncPolicy::Always,
-            config::Fsync::Interval => {
-                store::FsyncPolicy::Interval(Duration::from_millis(cfg.journal.fsync_interval_ms))
-            }
-            config::Fsync::Never => store::FsyncPolicy::Never,
+    /// Builds the state and makes it durable: locks `data_dir`, loads the newest readable
+    /// snapshot, replays the journal after it, and opens the journal for new batches.
+    pub fn open(cfg: &Config) -> Result<App, RunError> {
+        let ingest = ingest_for(cfg)?;
+        let settings = pipeline::Settings {
+            data_dir: cfg.data_dir.clone(),
+            fsync: match cfg.journal.fsync {
+                config::Fsync::Always => store::FsyncPolicy::Always,
+                config::Fsync::Interval => store::FsyncPolicy::Interval(Duration::from_millis(
+                    cfg.journal.fsync_interval_ms,
+                )),
+                config::Fsync::Never => store::FsyncPolicy::Never,
+            },
+            segment_max_bytes: cfg.journal.segment_max_bytes,
+            snapshots_kept: cfg.snapshot.keep,
+            quarantine: quarantine_limits(cfg),
         };
-        let journal = store::Journal::open(
-            journal_dir.clone(),
-            report.last_seq.max(seq),
-            policy,
-            cfg.journal.segment_max_bytes,
-        )?;
-        status.journal.lock().replace(journal.stats.clone());
-        status.snapshot_seq.store(seq, Ordering::Relaxed);
-        app.state.set_journal(journal);
-        app.store = Some(Durable {
-            snapshot_dir,
-            journal_dir,
-            keep: cfg.snapshot.keep,
-            status,
-        });
-        Ok(app)
+        let pipeline = Pipeline::open(ingest, &settings)?;
+        Ok(Self::with_pipeline(cfg, pipeline)?)
     }
 
-    fn build(
-        cfg: &Config,
-        extra: Vec<Box<dyn prometheus_client::collector::Collector>>,
-    ) -> Result<App, config::ConfigError> {
-        let metrics = Arc::new(Metrics::new(&LabelLimits {
-            call_bridge: cfg.labels.max_call_bridges,
-            tenant: cfg.labels.max_tenants,
-            enumerated: cfg.labels.max_values,
-        }));
-        let limits = tracker::Limits {
-            max_age_seconds: cfg.tracking.max_age_seconds,
-            max_objects: cfg.tracking.max_objects,
-            ..Default::default()
-        };
-        let names = Names {
-            call_bridges: cfg.names.call_bridges.clone().into_iter().collect(),
-            tenants: cfg.names.tenants.clone().into_iter().collect(),
-        };
-        let codecs = quality::CodecTable::with_overrides(cfg.mos.codecs.iter().map(|(k, v)| {
-            (
-                k.clone(),
-                quality::CodecImpairment {
-                    ie: v.ie,
-                    bpl: v.bpl,
-                },
-            )
-        }))
-        .map_err(|e| config::ConfigError::Invalid {
-            key: "mos.codecs",
-            msg: e.to_string(),
-        })?;
-        let mos = ingest::MosSettings {
-            codecs,
-            assumed_delay_ms: cfg.mos.assumed_delay_ms,
-        };
-        let ingest = Arc::new(Ingest::new(metrics.clone(), limits, names, mos));
-        let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
-            vec![Box::new(ProcessCollector)];
-        collectors.extend(extra);
-        let exposition = Exposition::new(metrics, collectors);
+    fn with_pipeline(cfg: &Config, pipeline: Arc<Pipeline>) -> Result<App, config::ConfigError> {
+        let ingest = pipeline.ingest().clone();
+        let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = vec![
+            Box::new(ProcessCollector),
+            Box::new(pipeline.collector()),
+            Box::new(RuntimeCollector(ingest.clone())),
+        ];
+        let exposition = Exposition::new(ingest.metrics.clone(), collectors);
         let http_cfg = http::HttpConfig {
             cdr_path: cfg.cdr_path.clone(),
             metrics_path: cfg.metrics_path.clone(),
             max_body_bytes: cfg.max_body_bytes,
-            quarantine_dir: cfg.data_dir.join("quarantine"),
-            quarantine_max_bytes: cfg.quarantine_max_bytes,
+            max_inflight_bytes: cfg.server.max_inflight_bytes,
             summary: summary(cfg),
             token: cfg.token()?,
             allow: cfg.allowed_networks(),
             body_timeout: Duration::from_secs(cfg.server.body_timeout_seconds),
         };
-        let state = http::AppState::new(ingest.clone(), exposition, http_cfg);
-        Ok(App {
-            ingest,
-            state,
-            store: None,
-        })
-    }
-
-    /// Writes a snapshot of all state and prunes the journal it covers. Batches wait
-    /// while the state is copied (milliseconds), not while it is written.
-    pub async fn snapshot(&self) -> Result<(), store::StoreError> {
-        let Some(d) = &self.store else { return Ok(()) };
-        let Some(journal) = self.state.journal() else {
-            return Ok(());
-        };
-        let started = std::time::Instant::now();
-        let (seq, state) = {
-            let _gate = self.state.gate.write().await;
-            let seq = journal.last_seq();
-            if seq == d.status.snapshot_seq.load(Ordering::Relaxed)
-                && d.status.snapshots.load(Ordering::Relaxed) > 0
-            {
-                return Ok(()); // nothing new since the last one
-            }
-            journal.rotate().await?;
-            (seq, self.ingest.snapshot())
-        };
-        let (dir, jdir, keep) = (d.snapshot_dir.clone(), d.journal_dir.clone(), d.keep);
-        tokio::task::spawn_blocking(move || -> Result<(), store::StoreError> {
-            store::write_snapshot(&dir, seq, &state, keep)?;
-            store::journal::prune(&jdir, seq)?;
-            Ok(())
-        })
-        .await
-        .map_err(|_| store::StoreError::Closed)??;
-        d.status.snapshot_seq.store(seq, Ordering::Relaxed);
-        d.status.snapshots.fetch_add(1, Ordering::Relaxed);
-        d.status.last_snapshot.0.set(unix_now());
-        d.status
-            .snapshot_seconds
-            .0
-            .set(started.elapsed().as_secs_f64());
-        tracing::debug!(
-            seq,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "snapshot written"
-        );
-        Ok(())
+        let state = http::AppState::new(pipeline.clone(), exposition, http_cfg);
+        Ok(App { pipeline, state })
     }
 }
 
-/// Durability figures for `/metrics`.
-#[derive(Debug, Default)]
-struct StoreStatus {
-    journal: parking_lot::Mutex<Option<Arc<store::JournalStats>>>,
-    replayed: AtomicU64,
-    corrupt_bytes: AtomicU64,
-    snapshot_seq: AtomicU64,
-    snapshots: AtomicU64,
-    last_snapshot: FloatGauge,
-    snapshot_seconds: FloatGauge,
+fn quarantine_limits(cfg: &Config) -> QuarantineLimits {
+    QuarantineLimits {
+        max_bytes: cfg.quarantine_max_bytes,
+        max_files: cfg.quarantine_max_files,
+    }
 }
 
-/// `cdr_exporter_journal_*`, `cdr_exporter_snapshot_*` and `cdr_exporter_recovery_*`.
+fn ingest_for(cfg: &Config) -> Result<Arc<Ingest>, config::ConfigError> {
+    let metrics = Arc::new(Metrics::new(&LabelLimits {
+        call_bridge: cfg.labels.max_call_bridges,
+        tenant: cfg.labels.max_tenants,
+        enumerated: cfg.labels.max_values,
+        value_bytes: cfg.labels.max_value_bytes,
+    }));
+    let limits = tracker::Limits {
+        max_age_seconds: cfg.tracking.max_age_seconds,
+        max_objects: cfg.tracking.max_objects,
+        max_call_bridges: cfg.tracking.max_call_bridges,
+        sessions_per_call_bridge: cfg.tracking.sessions_per_call_bridge,
+    };
+    let names = Names {
+        call_bridges: cfg.names.call_bridges.clone().into_iter().collect(),
+        tenants: cfg.names.tenants.clone().into_iter().collect(),
+    };
+    let codecs = quality::CodecTable::with_overrides(cfg.mos.codecs.iter().map(|(k, v)| {
+        (
+            k.clone(),
+            quality::CodecImpairment {
+                ie: v.ie,
+                bpl: v.bpl,
+            },
+        )
+    }))
+    .map_err(|e| config::ConfigError::Invalid {
+        key: "mos.codecs",
+        msg: e.to_string(),
+    })?;
+    let mos = ingest::MosSettings {
+        codecs,
+        assumed_delay_ms: cfg.mos.assumed_delay_ms,
+    };
+    Ok(Arc::new(Ingest::new(metrics, limits, names, mos)))
+}
+
+/// `cdr_exporter_tracked_objects{kind}` (from the tracker) and
+/// `cdr_exporter_log_lines_suppressed_total`, read at scrape time.
 #[derive(Debug)]
-struct StoreCollector(Arc<StoreStatus>);
+struct RuntimeCollector(Arc<Ingest>);
 
-impl prometheus_client::collector::Collector for StoreCollector {
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ingest")
+    }
+}
+
+impl prometheus_client::collector::Collector for RuntimeCollector {
     fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
         use prometheus_client::encoding::NoLabelSet;
-        use prometheus_client::metrics::MetricType::{Counter, Gauge};
-        use prometheus_client::registry::Unit;
-        let s = &self.0;
-        let mut put =
-            |name: &str, help: &str, unit: Option<Unit>, kind, v: f64| -> std::fmt::Result {
-                let mut m = enc.encode_descriptor(name, help, unit.as_ref(), kind)?;
-                match kind {
-                    Counter => m.encode_counter::<NoLabelSet, f64, f64>(&v, None),
-                    _ => m.encode_gauge(&v),
-                }
-            };
-        let j = s.journal.lock().clone();
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let mut rows: Vec<(
-            &str,
-            &str,
-            Option<Unit>,
-            prometheus_client::metrics::MetricType,
-            f64,
-        )> = Vec::new();
-        if let Some(j) = &j {
-            rows.extend([
-                (
-                    "cdr_exporter_journal_appends",
-                    "Batches written to the journal",
-                    None,
-                    Counter,
-                    load(&j.appends),
-                ),
-                (
-                    "cdr_exporter_journal_written",
-                    "Bytes written to the journal",
-                    Some(Unit::Bytes),
-                    Counter,
-                    load(&j.bytes),
-                ),
-                (
-                    "cdr_exporter_journal_fsyncs",
-                    "fsync calls on the journal (one per group commit)",
-                    None,
-                    Counter,
-                    load(&j.fsyncs),
-                ),
-                (
-                    "cdr_exporter_journal_fsync",
-                    "Time spent in journal fsync",
-                    Some(Unit::Seconds),
-                    Counter,
-                    load(&j.fsync_nanos) / 1e9,
-                ),
-                (
-                    "cdr_exporter_journal_errors",
-                    "Failed journal writes (each answered 503)",
-                    None,
-                    Counter,
-                    load(&j.errors),
-                ),
-            ]);
+        use prometheus_client::metrics::MetricType;
+        let mut m = enc.encode_descriptor(
+            "cdr_exporter_tracked_objects",
+            "Objects held in correlation state (placeholder calls included), and sessions",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (kind, n) in self.0.tracked() {
+            let labels = [("kind", kind.as_str())];
+            let mut fe = m.encode_family(&labels)?;
+            fe.encode_gauge(&(n as i64))?;
         }
-        rows.extend([
-            (
-                "cdr_exporter_recovery_replayed_batches",
-                "Journaled batches replayed at the last start",
-                None,
-                Gauge,
-                load(&s.replayed),
-            ),
-            (
-                "cdr_exporter_recovery_corrupt",
-                "Torn or corrupt journal bytes discarded at the last start",
-                Some(Unit::Bytes),
-                Gauge,
-                load(&s.corrupt_bytes),
-            ),
-            (
-                "cdr_exporter_snapshot_last_success_timestamp",
-                "When the last snapshot was written",
-                Some(Unit::Seconds),
-                Gauge,
-                s.last_snapshot.0.get(),
-            ),
-            (
-                "cdr_exporter_snapshot_last_duration",
-                "How long the last snapshot took",
-                Some(Unit::Seconds),
-                Gauge,
-                s.snapshot_seconds.0.get(),
-            ),
-        ]);
-        for (name, help, unit, kind, v) in rows {
-            put(name, help, unit, kind, v)?;
-        }
-        Ok(())
+        let mut m = enc.encode_descriptor(
+            "cdr_exporter_log_lines_suppressed",
+            "Log lines not written because their call site wrote 10 in the last 10 s",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, u64, f64>(&log_limit::suppressed_total(), None)
     }
 }
 
@@ -360,13 +200,8 @@ fn summary(cfg: &Config) -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(v) = toml::Value::try_from(cfg) {
+    if let Ok(v) = cfg.to_masked_toml().parse::<toml::Value>() {
         walk("", &v, &mut out);
-    }
-    for (k, v) in &mut out {
-        if k == "auth.token" && v != "\"\"" {
-            *v = "(set)".into();
-        }
     }
     out
 }
@@ -377,53 +212,33 @@ pub async fn run(
     cfg: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = Arc::new(App::open(&cfg)?);
-    let snapshotter = {
-        let app = app.clone();
-        let every = Duration::from_secs(cfg.snapshot.interval_seconds);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = app.snapshot().await {
-                    tracing::error!(error = %e, "snapshot failed; the journal keeps growing until one succeeds");
-                }
-            }
-        })
-    };
-    let sweeper = {
-        let app = app.clone();
-        let every = Duration::from_secs(cfg.tracking.sweep_interval_seconds);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                // Like a batch, a sweep must not run while a snapshot copies the state.
-                let _gate = app.state.gate.read().await;
-                let n = app.ingest.sweep(unix_now());
-                if n > 0 {
-                    tracing::info!(evicted = n, "evicted objects past tracking.max_age_seconds");
-                }
-            }
-        })
-    };
+) -> Result<(), RunError> {
+    let app = App::open(&cfg)?;
+    // Background work ends with `run`, even when its future is dropped, so nothing keeps
+    // the data directory (and its lock) after it.
+    let _snapshotter = AbortOnDrop(tokio::spawn(
+        app.pipeline
+            .clone()
+            .snapshot_every(Duration::from_secs(cfg.snapshot.interval_seconds)),
+    ));
+    let sweeper =
+        AbortOnDrop(tokio::spawn(app.pipeline.clone().sweep_every(
+            Duration::from_secs(cfg.tracking.sweep_interval_seconds),
+        )));
     let tls = match (cfg.tls.cert_file.as_str(), cfg.tls.key_file.as_str()) {
         ("", _) | (_, "") => None,
         (cert, key) => Some(Arc::new(
-            http::tls::TlsReloader::load(cert.into(), key.into()).map_err(std::io::Error::other)?,
+            http::tls::TlsReloader::load(cert.into(), key.into())
+                .map_err(|e| RunError::Tls(e.to_string()))?,
         )),
     };
-    let reloader = tls
+    let _reloader = tls
         .clone()
-        .map(|t| tokio::spawn(reload_tls(t, cfg.tls.reload_interval_seconds)));
+        .map(|t| AbortOnDrop(tokio::spawn(reload_tls(t, cfg.tls.reload_interval_seconds))));
     let opts = http::serve::ServeOptions {
         max_connections: cfg.server.max_connections,
         header_timeout: Duration::from_secs(cfg.server.header_timeout_seconds),
+        write_timeout: Duration::from_secs(cfg.server.write_timeout_seconds),
         tls,
         drain_timeout: Duration::from_secs(30),
     };
@@ -432,8 +247,9 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let metrics = app.ingest.metrics.clone();
-    let addr = listener.local_addr()?;
+    let metrics = app.state.metrics.clone();
+    let io = |what| move |source| RunError::Io { what, source };
+    let addr = listener.local_addr().map_err(io("listener"))?;
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let res = if cfg.server.metrics_listen.is_empty() {
         tracing::info!(%addr, scheme, cdr_path = %cfg.cdr_path, metrics_path = %cfg.metrics_path, "cdr-exporter listening");
@@ -446,8 +262,10 @@ pub async fn run(
         )
         .await
     } else {
-        let ml = tokio::net::TcpListener::bind(&cfg.server.metrics_listen).await?;
-        let maddr = ml.local_addr()?;
+        let ml = tokio::net::TcpListener::bind(&cfg.server.metrics_listen)
+            .await
+            .map_err(io("binding server.metrics_listen"))?;
+        let maddr = ml.local_addr().map_err(io("metrics listener"))?;
         tracing::info!(%addr, scheme, cdr_path = %cfg.cdr_path, "cdr-exporter listening");
         tracing::info!(addr = %maddr, metrics_path = %cfg.metrics_path, "metrics listening");
         // /metrics stays plain HTTP on its own (usually internal) address.
@@ -472,17 +290,24 @@ pub async fn run(
         let (a, b) = tokio::join!(c, m);
         a.and(b)
     };
-    if let Some(r) = reloader {
-        r.abort();
-    }
-    sweeper.abort();
-    snapshotter.abort();
+    // No sweep may run after the final snapshot; a periodic snapshot in progress finishes
+    // first (the gate orders them).
+    drop(sweeper);
     // A final snapshot makes the next start quick; the journal is there if it fails.
-    if let Err(e) = app.snapshot().await {
+    if let Err(e) = app.pipeline.snapshot().await {
         tracing::warn!(error = %e, "final snapshot failed");
     }
     tracing::info!("cdr-exporter stopped");
-    res
+    res.map_err(io("serving"))
+}
+
+/// A task that is aborted when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Reloads the TLS files on SIGHUP and when they change.
@@ -522,13 +347,6 @@ async fn reload_tls(tls: Arc<http::tls::TlsReloader>, every_seconds: u64) {
     }
 }
 
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// `cdr-exporter demo`: the exporter on `listener`, fed by an in-process Call Bridge
 /// simulator with moderate traffic (3 bridges, one unclustered, 4 tenants, 2 calls/s, a 10 %
 /// bad tail) until `shutdown` resolves; then the simulator ends its calls and stops first.
@@ -536,8 +354,11 @@ pub async fn demo(
     cfg: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
+) -> Result<(), RunError> {
+    let addr = listener.local_addr().map_err(|source| RunError::Io {
+        what: "listener",
+        source,
+    })?;
     // Listening on every address: talk to ourselves over loopback.
     let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -575,7 +396,7 @@ pub async fn demo(
     let simulation = sim::run(sim_cfg, shutdown);
     tokio::select! {
         // The exporter stopped by itself (it could not serve): nothing to demo.
-        res = &mut server => return res.map_err(std::io::Error::other)?,
+        res = &mut server => return res.map_err(|e| RunError::Io { what: "exporter task", source: std::io::Error::other(e) })?,
         summary = simulation => match summary {
             Ok(s) => tracing::info!(
                 calls = s.calls_started,
@@ -586,5 +407,8 @@ pub async fn demo(
         },
     }
     let _ = stop_tx.send(());
-    server.await.map_err(std::io::Error::other)?
+    server.await.map_err(|e| RunError::Io {
+        what: "exporter task",
+        source: std::io::Error::other(e),
+    })?
 }

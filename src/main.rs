@@ -36,7 +36,7 @@ struct ExporterArgs {
     /// Log level or tracing filter [config: log_level, default info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
-    /// Print the effective configuration as TOML and exit.
+    /// Print the effective configuration as TOML (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
 }
@@ -179,7 +179,7 @@ fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
     };
     let cfg = Config::load(args.config.as_deref(), &overrides)?;
     if args.print_config {
-        print!("{}", toml_string(&cfg)?);
+        print!("{}", cfg.to_masked_toml());
         return Ok(());
     }
     init_logging(&cfg);
@@ -244,10 +244,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")
-}
-
-fn toml_string(cfg: &Config) -> anyhow::Result<String> {
-    Ok(toml::to_string_pretty(cfg)?)
 }
 
 fn init_logging(cfg: &Config) {

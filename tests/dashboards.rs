@@ -153,8 +153,13 @@ fn sample_labels(line: &str) -> Option<(String, BTreeSet<String>)> {
 fn catalogue() -> &'static Catalogue {
     static CAT: OnceLock<Catalogue> = OnceLock::new();
     CAT.get_or_init(|| {
-        let app = cdr_exporter::App::new(&cdr_exporter::config::Config::default())
-            .expect("App::new with the default config");
+        // A durable exporter (temp data dir): the journal's families are exposed too.
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let cfg = cdr_exporter::config::Config {
+            data_dir: dir.path().to_owned(),
+            ..cdr_exporter::config::Config::default()
+        };
+        let app = cdr_exporter::App::open(&cfg).expect("App::open with the default config");
         let text = app
             .state
             .exposition
@@ -184,7 +189,7 @@ fn catalogue() -> &'static Catalogue {
         for f in &files {
             let body = std::fs::read(f).unwrap();
             if let Ok(batch) = cdr_exporter::cdr::parse(&body) {
-                app.ingest.apply(&batch, &src, 1.7e9);
+                app.pipeline.ingest().apply(&batch, &src, 1.7e9);
             }
         }
         let text = app

@@ -125,7 +125,7 @@ async fn a_torn_journal_tail_is_detected_and_valid_entries_kept() {
     c.post_ch6(1..=3).await;
     drop(c);
     // Stop abruptly (no final snapshot): recovery must replay the journal.
-    drop(server);
+    server.abort(dir.path()).await;
     assert_eq!(
         std::fs::read_dir(dir.path().join("snapshots"))
             .map(|d| d.count())

@@ -108,7 +108,7 @@ proptest! {
         let mut applied = 0u64;
         for body in &bodies {
             if let Ok(batch) = cdr::parse(body) {
-                let o = app.ingest.apply(&batch, &Source::default(), 1.0e9);
+                let o = app.pipeline.ingest().apply(&batch, &Source::default(), 1.0e9);
                 entries += batch.records.len() as u64;
                 applied += o.applied;
                 // Every record is applied, a duplicate, or invalid: nothing vanishes.

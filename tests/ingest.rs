@@ -28,7 +28,10 @@ impl T {
     }
     fn post(&self, body: &[u8]) -> Outcome {
         let b = cdr::parse(body).expect("well-formed");
-        self.app.ingest.apply(&b, &Source::default(), 1_000_000.0)
+        self.app
+            .pipeline
+            .ingest()
+            .apply(&b, &Source::default(), 1_000_000.0)
     }
     fn scrape(&self) -> Scrape {
         let s = Scrape(self.app.state.exposition.encode(Format::Text004));
@@ -558,7 +561,7 @@ fn tracking_is_bounded_by_age_and_count_and_evictions_are_counted() {
         Some(active)
     );
     // An hour past the batch (applied at t=1e6), everything left is too old.
-    let n = t.app.ingest.sweep(1_000_000.0 + 3601.0);
+    let n = t.app.pipeline.ingest().sweep(1_000_000.0 + 3601.0);
     assert_eq!(n as f64, active);
     let s = t.scrape();
     assert_eq!(s.sum("cms_call_legs_active", &[]), 0.0);
@@ -597,7 +600,10 @@ fn label_caps_overflow_to_other_and_count() {
     assert_eq!(s.sum("cms_calls_active", &[("tenant", "other")]), 3.0);
     assert_eq!(s.sum("cms_calls_active", &[]), 5.0);
     assert_eq!(
-        s.get("cdr_exporter_label_overflow_total", &[("label", "tenant")]),
+        s.get(
+            "cdr_exporter_label_overflow_total",
+            &[("label", "tenant"), ("cause", "max_values")]
+        ),
         Some(3.0)
     );
 }

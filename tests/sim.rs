@@ -132,7 +132,19 @@ async fn nothing_stays_active_without_drops() {
             &[("reason", "restart")]
         ) > 0.0
     );
-    assert_eq!(s.sum("cdr_exporter_tracked_objects", &[]), 0.0);
+    for kind in ["call", "call_leg", "recording", "streaming"] {
+        assert_eq!(
+            s.sum("cdr_exporter_tracked_objects", &[("kind", kind)]),
+            0.0,
+            "{kind}"
+        );
+    }
+    // Sessions stay for dedupe, each bridge's within its bound.
+    let sessions = s.sum("cdr_exporter_tracked_objects", &[("kind", "session")]);
+    assert!(
+        sessions >= 1.0 && sessions <= e.sessions as f64,
+        "{sessions}"
+    );
     assert_eq!(s.sum("cdr_exporter_records_invalid_total", &[]), 0.0);
     server.stop().await.unwrap();
 }

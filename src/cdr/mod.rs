@@ -3,5 +3,7 @@
 mod parse;
 mod types;
 
-pub use parse::{parse, parse_bool, parse_f64, parse_time, parse_u64, ParseError, MAX_DEPTH};
+pub use parse::{
+    parse, parse_bool, parse_f64, parse_time, parse_u64, ParseError, MAX_DEPTH, MAX_NUMBER,
+};
 pub use types::*;

@@ -10,6 +10,10 @@ use super::types::*;
 /// Deeper than any CMS document; bounds the element stack against hostile nesting.
 pub const MAX_DEPTH: usize = 64;
 
+/// Every duration, count and size CMS writes fits in 32 bits; a larger value (`1e308`) is not
+/// something a Call Bridge sends, and would turn sums into `+Inf`.
+pub const MAX_NUMBER: u64 = u32::MAX as u64;
+
 /// Why a whole body was rejected (answered with 400). `Display` is the one-line reason.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum ParseError {
@@ -36,6 +40,18 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// Every value of [`ParseError::as_label`].
+    pub const REASONS: &'static [&'static str] = &[
+        "empty",
+        "invalid_utf8",
+        "doctype",
+        "wrong_root",
+        "missing_session",
+        "too_deep",
+        "truncated",
+        "malformed_xml",
+    ];
+
     /// Label value for `cdr_exporter_batches_rejected_total{reason}`.
     pub fn as_label(&self) -> &'static str {
         match self {
@@ -867,7 +883,8 @@ impl<'a> Building<'a> {
                 if v.is_empty() {
                 } else {
                     match parse_f64(&v) {
-                        Some(x) => $f = Some(x),
+                        Some(x) if x <= MAX_NUMBER as f64 => $f = Some(x),
+                        Some(_) => err = Some((InvalidReason::OutOfRange, $name)),
                         None => err = Some((InvalidReason::BadNumber, $name)),
                     }
                 }
@@ -878,7 +895,8 @@ impl<'a> Building<'a> {
                 if v.is_empty() {
                 } else {
                     match parse_u64(&v) {
-                        Some(x) => $f = Some(x),
+                        Some(x) if x <= MAX_NUMBER => $f = Some(x),
+                        Some(_) => err = Some((InvalidReason::OutOfRange, $name)),
                         None => err = Some((InvalidReason::BadNumber, $name)),
                     }
                 }

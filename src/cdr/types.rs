@@ -237,9 +237,25 @@ pub enum InvalidReason {
     BadNumber,
     BadBoolean,
     BadTime,
+    /// A number beyond what CMS can send ([`crate::cdr::MAX_NUMBER`]).
+    OutOfRange,
+    /// A correlatorIndex jump or `numPreceedingRecordsMissing` no Call Bridge can send.
+    AbsurdIndex,
 }
 
 impl InvalidReason {
+    pub const ALL: [InvalidReason; 9] = [
+        InvalidReason::MissingCorrelatorIndex,
+        InvalidReason::MissingType,
+        InvalidReason::MissingObject,
+        InvalidReason::MissingId,
+        InvalidReason::BadNumber,
+        InvalidReason::BadBoolean,
+        InvalidReason::BadTime,
+        InvalidReason::OutOfRange,
+        InvalidReason::AbsurdIndex,
+    ];
+
     pub fn as_label(self) -> &'static str {
         match self {
             InvalidReason::MissingCorrelatorIndex => "missing_correlator_index",
@@ -249,6 +265,8 @@ impl InvalidReason {
             InvalidReason::BadNumber => "bad_number",
             InvalidReason::BadBoolean => "bad_boolean",
             InvalidReason::BadTime => "bad_time",
+            InvalidReason::OutOfRange => "out_of_range",
+            InvalidReason::AbsurdIndex => "absurd_index",
         }
     }
 }

@@ -6,10 +6,9 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, State};
@@ -18,12 +17,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
-use parking_lot::Mutex;
 
-use crate::cdr::{self, ParseError};
-use crate::ingest::{Ingest, Source};
-use crate::metrics::{Exposition, Format};
-use crate::store::{Journal, StoreError};
+use crate::metrics::{Exposition, Format, Metrics};
+use crate::pipeline::{self, AcceptError, Pipeline, Received};
 
 /// What the HTTP layer needs, as plain values.
 #[derive(Clone, Debug)]
@@ -31,8 +27,8 @@ pub struct HttpConfig {
     pub cdr_path: String,
     pub metrics_path: String,
     pub max_body_bytes: u64,
-    pub quarantine_dir: PathBuf,
-    pub quarantine_max_bytes: u64,
+    /// Bodies being received or applied, in total over all connections (503 beyond).
+    pub max_inflight_bytes: u64,
     /// Shown on the landing page.
     pub summary: Vec<(String, String)>,
     /// Shared secret for the CDR path (`?token=` or `Authorization: Bearer`).
@@ -44,39 +40,36 @@ pub struct HttpConfig {
 }
 
 pub struct AppState {
-    pub ingest: Arc<Ingest>,
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: Arc<Metrics>,
     pub exposition: Exposition,
     pub config: HttpConfig,
-    pub ready: AtomicBool,
-    /// Held shared while a batch is journaled and applied, exclusively while a snapshot
-    /// copies the state: a snapshot never sees half a batch.
-    pub gate: tokio::sync::RwLock<()>,
-    journal: std::sync::OnceLock<Journal>,
-    quarantine: Quarantine,
+    /// Bytes of request bodies held right now (see `max_inflight_bytes`).
+    inflight: Arc<AtomicU64>,
 }
 
 impl AppState {
-    pub fn new(ingest: Arc<Ingest>, exposition: Exposition, config: HttpConfig) -> Arc<AppState> {
-        let quarantine =
-            Quarantine::new(config.quarantine_dir.clone(), config.quarantine_max_bytes);
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        exposition: Exposition,
+        config: HttpConfig,
+    ) -> Arc<AppState> {
+        let metrics = pipeline.ingest().metrics.clone();
+        // Rejections are rare: their series exist at 0 so the first one is an increase.
+        for r in HttpError::REASONS
+            .iter()
+            .chain(crate::cdr::ParseError::REASONS)
+        {
+            let r = metrics.id(&metrics.d.reject_reason, r);
+            metrics.batches_rejected.with([r], |_| ());
+        }
         Arc::new(AppState {
-            ingest,
+            pipeline,
+            metrics,
             exposition,
             config,
-            ready: AtomicBool::new(true),
-            gate: tokio::sync::RwLock::new(()),
-            journal: std::sync::OnceLock::new(),
-            quarantine,
+            inflight: Arc::default(),
         })
-    }
-
-    /// Makes every accepted batch durable before it is applied and acknowledged.
-    pub fn set_journal(&self, j: Journal) {
-        let _ = self.journal.set(j);
-    }
-
-    pub fn journal(&self) -> Option<&Journal> {
-        self.journal.get()
     }
 }
 
@@ -122,14 +115,20 @@ fn base(_: &Arc<AppState>) -> Router<Arc<AppState>> {
 /// Errors the client sees: a status and a one-line reason.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{0}")]
-    BadBatch(#[from] ParseError),
+    /// Not a batch (malformed, wrong root, ...): `reason` is the label value.
+    #[error("{message}")]
+    BadBatch {
+        reason: &'static str,
+        message: String,
+    },
     #[error("body larger than {0} bytes")]
     TooLarge(u64),
     #[error("could not read body: {0}")]
     Read(String),
     #[error("cannot store the batch now ({0}); retry later")]
-    Unavailable(StoreError),
+    Unavailable(crate::store::StoreError),
+    #[error("too many request bodies in flight (server.max_inflight_bytes); retry later")]
+    Busy,
     #[error("missing or wrong token")]
     Unauthorized,
     #[error("address not allowed")]
@@ -139,26 +138,47 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Every reason of this edge (parse reasons come from the wire formats).
+    pub const REASONS: &'static [&'static str] = &[
+        "too_large",
+        "read_error",
+        "journal_error",
+        "busy",
+        "unauthorized",
+        "forbidden",
+        "timeout",
+    ];
+
     fn status(&self) -> StatusCode {
         match self {
-            HttpError::BadBatch(_) => StatusCode::BAD_REQUEST,
+            HttpError::BadBatch { .. } | HttpError::Read(_) => StatusCode::BAD_REQUEST,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::Read(_) => StatusCode::BAD_REQUEST,
-            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Unavailable(_) | HttpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden => StatusCode::FORBIDDEN,
             HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
+
     fn reason(&self) -> &'static str {
         match self {
-            HttpError::BadBatch(e) => e.as_label(),
+            HttpError::BadBatch { reason, .. } => reason,
             HttpError::TooLarge(_) => "too_large",
             HttpError::Read(_) => "read_error",
             HttpError::Unavailable(_) => "journal_error",
+            HttpError::Busy => "busy",
             HttpError::Unauthorized => "unauthorized",
             HttpError::Forbidden => "forbidden",
             HttpError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+impl From<AcceptError> for HttpError {
+    fn from(e: AcceptError) -> Self {
+        match e {
+            AcceptError::Rejected { reason, message } => HttpError::BadBatch { reason, message },
+            AcceptError::Unavailable(e) => HttpError::Unavailable(e),
         }
     }
 }
@@ -173,7 +193,7 @@ impl IntoResponse for HttpError {
                     header::HeaderValue::from_static("Bearer"),
                 );
             }
-            HttpError::Unavailable(_) => {
+            HttpError::Unavailable(_) | HttpError::Busy => {
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
             }
@@ -215,13 +235,6 @@ fn authorize(
     Ok(())
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 async fn post_cdr(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -232,13 +245,85 @@ async fn post_cdr(
     match receive(&st, peer, &q, &headers, body).await {
         Ok(resp) => resp,
         Err(e) => {
-            let m = &st.ingest.metrics;
+            let m = &st.metrics;
             let r = m.id(&m.d.reject_reason, e.reason());
             m.batches_rejected.with([r], |c| c.inc());
-            tracing::warn!(%peer, reason = e.reason(), error = %e, "CDR batch rejected");
+            crate::warn_limited!(%peer, reason = e.reason(), error = %e, "CDR batch rejected");
             e.into_response()
         }
     }
+}
+
+/// A share of `max_inflight_bytes`, given back when dropped.
+struct Inflight {
+    total: Arc<AtomicU64>,
+    held: u64,
+    limit: u64,
+}
+
+impl Inflight {
+    /// Holds `n` bytes in all, or fails if that would pass the limit.
+    fn grow_to(&mut self, n: u64) -> Result<(), HttpError> {
+        if n <= self.held {
+            return Ok(());
+        }
+        let more = n - self.held;
+        let before = self.total.fetch_add(more, Ordering::Relaxed);
+        if before + more > self.limit {
+            self.total.fetch_sub(more, Ordering::Relaxed);
+            return Err(HttpError::Busy);
+        }
+        self.held = n;
+        Ok(())
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.held, Ordering::Relaxed);
+    }
+}
+
+/// Reads the body within the size, time and in-flight bounds.
+async fn read_body(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Inflight), HttpError> {
+    let limit = st.config.max_body_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // Refuse early what announces itself as too large.
+    if announced.is_some_and(|n| n > limit) {
+        return Err(HttpError::TooLarge(limit));
+    }
+    let mut inflight = Inflight {
+        total: st.inflight.clone(),
+        held: 0,
+        limit: st.config.max_inflight_bytes,
+    };
+    inflight.grow_to(announced.unwrap_or(0))?;
+    let collect = async {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::with_capacity(announced.unwrap_or(0) as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| HttpError::Read(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                let n = (buf.len() + data.len()) as u64;
+                if n > limit {
+                    return Err(HttpError::TooLarge(limit));
+                }
+                inflight.grow_to(n)?;
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    let bytes = tokio::time::timeout(st.config.body_timeout, collect)
+        .await
+        .map_err(|_| HttpError::Timeout(st.config.body_timeout))??;
+    Ok((bytes, inflight))
 }
 
 async fn receive(
@@ -249,70 +334,23 @@ async fn receive(
     body: Body,
 ) -> Result<Response, HttpError> {
     authorize(&st.config, peer, q, headers)?;
-    let limit = st.config.max_body_bytes;
-    // Refuse early what announces itself as too large.
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(HttpError::TooLarge(limit));
-        }
-    }
-    let collect = http_body_util::Limited::new(body, limit as usize).collect();
-    let collected = tokio::time::timeout(st.config.body_timeout, collect)
-        .await
-        .map_err(|_| HttpError::Timeout(st.config.body_timeout))?;
-    let bytes: Bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(HttpError::TooLarge(limit))
-        }
-        Err(e) => return Err(HttpError::Read(e.to_string())),
-    };
-    let batch = match cdr::parse(&bytes) {
-        Ok(b) => b,
-        Err(e) => {
-            st.quarantine.keep(&bytes, e.as_label()).await;
-            return Err(e.into());
-        }
-    };
-    let query_cb = q
-        .get("call_bridge")
-        .or_else(|| q.get("system_id"))
-        .map(String::as_str);
-    let src = Source {
-        query_call_bridge: query_cb,
+    let (body, _inflight) = read_body(st, headers, body).await?;
+    let received = Received {
+        format: pipeline::Format::Cms,
+        received_at: pipeline::unix_now(),
         peer: Some(peer.ip()),
+        call_bridge_param: q.get("call_bridge").or_else(|| q.get("system_id")).cloned(),
+        body,
     };
-    let received = now();
-    // Journal, then apply, then 200: once acknowledged, the batch survives a crash.
-    let gate = st.gate.read().await;
-    if let Some(j) = st.journal() {
-        j.append(
-            received,
-            Some(peer.ip()),
-            query_cb.map(str::to_owned),
-            bytes.clone(),
-        )
-        .await
-        .map_err(HttpError::Unavailable)?;
-    }
-    let out = st.ingest.apply(&batch, &src, received);
-    drop(gate);
+    let out = st.pipeline.accept(received).await?;
     tracing::debug!(
         %peer,
-        session = %batch.session,
-        records = batch.records.len(),
         applied = out.applied,
         duplicates = out.duplicates,
         invalid = out.invalid,
         missing = out.missing,
         "CDR batch applied"
     );
-    if out.missing > 0 {
-        tracing::warn!(%peer, session = %batch.session, missing = out.missing, "CDR records lost before reaching the exporter");
-    }
     Ok((StatusCode::OK, "OK\n").into_response())
 }
 
@@ -322,12 +360,9 @@ async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-async fn ready(State(st): State<Arc<AppState>>) -> Response {
-    if st.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "Ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Not ready\n").into_response()
-    }
+/// The listener opens only after recovery, so answering at all means ready.
+async fn ready() -> &'static str {
+    "Ready\n"
 }
 
 async fn landing(State(st): State<Arc<AppState>>) -> Html<String> {
@@ -359,80 +394,4 @@ async fn landing(State(st): State<Arc<AppState>>) -> Html<String> {
         cdr = esc(&st.config.cdr_path),
         metrics = esc(&st.config.metrics_path),
     ))
-}
-
-/// Keeps rejected bodies for diagnosis, bounded in total size (oldest dropped first).
-struct Quarantine {
-    dir: PathBuf,
-    max_bytes: u64,
-    files: Mutex<(std::collections::VecDeque<(PathBuf, u64)>, u64)>,
-    seq: AtomicU64,
-}
-
-impl Quarantine {
-    fn new(dir: PathBuf, max_bytes: u64) -> Quarantine {
-        let mut files: Vec<(PathBuf, u64, SystemTime)> = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                if let Ok(md) = e.metadata() {
-                    if md.is_file() {
-                        files.push((e.path(), md.len(), md.modified().unwrap_or(UNIX_EPOCH)));
-                    }
-                }
-            }
-        }
-        files.sort_by_key(|f| f.2);
-        let total = files.iter().map(|f| f.1).sum();
-        Quarantine {
-            dir,
-            max_bytes,
-            files: Mutex::new((files.into_iter().map(|f| (f.0, f.1)).collect(), total)),
-            seq: AtomicU64::new(0),
-        }
-    }
-
-    async fn keep(&self, body: &[u8], reason: &str) {
-        let size = body.len() as u64;
-        if self.max_bytes == 0 || size > self.max_bytes {
-            return;
-        }
-        let name = format!(
-            "{}-{}-{}.body",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0),
-            self.seq.fetch_add(1, Ordering::Relaxed),
-            reason
-        );
-        let path = self.dir.join(name);
-        let mut doomed = Vec::new();
-        {
-            let mut g = self.files.lock();
-            while g.1 + size > self.max_bytes {
-                match g.0.pop_front() {
-                    Some((p, s)) => {
-                        g.1 -= s;
-                        doomed.push(p);
-                    }
-                    None => break,
-                }
-            }
-            g.0.push_back((path.clone(), size));
-            g.1 += size;
-        }
-        let body = body.to_vec();
-        let dir = self.dir.clone();
-        let res = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            for p in doomed {
-                let _ = std::fs::remove_file(p);
-            }
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(&path, body)
-        })
-        .await;
-        if let Ok(Err(e)) = res {
-            tracing::warn!(error = %e, dir = %self.dir.display(), "could not quarantine rejected body");
-        }
-    }
 }

@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 pub struct ServeOptions {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// A write that makes no progress for this long drops the connection: a client that
+    /// does not read its answers must not hold a connection slot.
+    pub write_timeout: Duration,
     pub tls: Option<Arc<TlsReloader>>,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
@@ -62,6 +65,9 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(opts.write_timeout));
+        let stream = Box::pin(stream);
         let router = router.clone();
         let opts2 = opts.clone();
         let watcher = graceful.watcher();

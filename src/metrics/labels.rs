@@ -45,27 +45,38 @@ impl LabelTable {
     }
 }
 
-/// The values one label may take: at most `cap` distinct ones, the rest become `other`.
+/// The values one label may take: at most `cap` distinct ones of at most `max_bytes` each;
+/// the rest become `other`, counted by cause.
 pub struct Domain {
     pub label: &'static str,
     cap: usize,
+    max_bytes: usize,
     members: DashMap<Box<str>, LabelId, ahash::RandomState>,
     other: LabelId,
     overflow: AtomicU64,
+    too_long: AtomicU64,
 }
 
 /// The value every label falls back to when its cap is reached.
 pub const OTHER: &str = "other";
 
 impl Domain {
-    pub fn new(table: &LabelTable, label: &'static str, cap: usize, known: &[&str]) -> Domain {
+    pub fn new(
+        table: &LabelTable,
+        label: &'static str,
+        cap: usize,
+        max_bytes: usize,
+        known: &[&str],
+    ) -> Domain {
         let d = Domain {
             label,
             // Known values always fit, so a small cap cannot hide them.
             cap: cap.max(known.len() + 1),
+            max_bytes,
             members: DashMap::with_hasher(Default::default()),
             other: table.intern(OTHER),
             overflow: AtomicU64::new(0),
+            too_long: AtomicU64::new(0),
         };
         for k in known {
             d.members.insert((*k).into(), table.intern(k));
@@ -79,6 +90,10 @@ impl Domain {
             return *id;
         }
         if value == OTHER {
+            return self.other;
+        }
+        if value.len() > self.max_bytes {
+            self.too_long.fetch_add(1, Ordering::Relaxed);
             return self.other;
         }
         if self.members.len() >= self.cap {
@@ -96,8 +111,9 @@ impl Domain {
         self.overflow.load(Ordering::Relaxed)
     }
 
-    pub fn set_overflow(&self, v: u64) {
-        self.overflow.store(v, Ordering::Relaxed);
+    /// Updates that fell back to `other` because the value was longer than `max_bytes`.
+    pub fn too_long(&self) -> u64 {
+        self.too_long.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -111,13 +127,14 @@ impl Domain {
 
     /// Re-admits values from a snapshot (beyond the cap if it was lowered since: they
     /// already exist as series).
-    pub fn restore(&self, table: &LabelTable, members: &[String], overflow: u64) {
-        for m in members {
+    pub fn restore(&self, table: &LabelTable, members: &[String], overflow: [u64; 2]) {
+        for m in members.iter().filter(|m| m.len() <= self.max_bytes) {
             self.members
                 .entry(m.as_str().into())
                 .or_insert_with(|| table.intern(m));
         }
-        self.set_overflow(overflow);
+        self.overflow.store(overflow[0], Ordering::Relaxed);
+        self.too_long.store(overflow[1], Ordering::Relaxed);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,7 +149,7 @@ mod tests {
     #[test]
     fn cap_overflows_to_other_and_counts() {
         let t = LabelTable::default();
-        let d = Domain::new(&t, "tenant", 2, &[]);
+        let d = Domain::new(&t, "tenant", 2, 64, &[]);
         let a = d.id(&t, "a");
         let b = d.id(&t, "b");
         let c = d.id(&t, "c");
@@ -146,9 +163,24 @@ mod tests {
     #[test]
     fn known_values_always_fit() {
         let t = LabelTable::default();
-        let d = Domain::new(&t, "reason", 1, &["x", "y", "z"]);
+        let d = Domain::new(&t, "reason", 1, 64, &["x", "y", "z"]);
         assert_eq!(&*t.resolve(d.id(&t, "z")), "z");
         assert_eq!(&*t.resolve(d.id(&t, "new")), "new");
         assert_eq!(&*t.resolve(d.id(&t, "newer")), "other");
+    }
+
+    #[test]
+    fn long_values_become_other_and_are_counted_apart() {
+        let t = LabelTable::default();
+        let d = Domain::new(&t, "tenant", 100, 16, &[]);
+        for i in 0..50 {
+            let v = format!("{i}{}", "x".repeat(100_000));
+            assert_eq!(&*t.resolve(d.id(&t, &v)), "other");
+        }
+        assert_eq!((d.too_long(), d.overflow(), d.len()), (50, 0, 0));
+        assert!(
+            t.values().iter().all(|v| v.len() <= 16),
+            "nothing long was interned"
+        );
     }
 }

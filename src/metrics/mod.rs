@@ -23,6 +23,8 @@ pub struct LabelLimits {
     pub tenant: usize,
     /// Every enumerated label (reason, codec, record type, ...): known values always fit.
     pub enumerated: usize,
+    /// Longest value of any label, in bytes.
+    pub value_bytes: usize,
 }
 
 impl Default for LabelLimits {
@@ -31,6 +33,7 @@ impl Default for LabelLimits {
             call_bridge: 256,
             tenant: 2000,
             enumerated: 64,
+            value_bytes: 128,
         }
     }
 }
@@ -188,7 +191,6 @@ pub struct Metrics {
     pub last_record_timestamp: Family<1, FloatGauge>,
     pub last_batch_timestamp: Family<1, FloatGauge>,
     pub sessions: Family<1, Counter>,
-    pub tracked_objects: Family<1, Gauge>,
     pub evicted_objects: Family<2, Counter>,
     pub connections_active: Family<0, Gauge>,
     pub connections_rejected: Family<1, Counter>,
@@ -214,7 +216,8 @@ impl Metrics {
     pub fn new(limits: &LabelLimits) -> Metrics {
         let table = LabelTable::default();
         let e = limits.enumerated;
-        let dom = |label, cap, known: &[&str]| Domain::new(&table, label, cap, known);
+        let dom =
+            |label, cap, known: &[&str]| Domain::new(&table, label, cap, limits.value_bytes, known);
         let d = Domains {
             call_bridge: dom("call_bridge", limits.call_bridge, &[]),
             tenant: dom("tenant", limits.tenant, &[values::NONE, U]),
@@ -229,9 +232,9 @@ impl Metrics {
                 e,
                 &["call", "call_leg", "recording", "streaming", "session"],
             ),
-            evict_reason: dom("reason", e, &["max_age", "max_objects", "restart"]),
+            evict_reason: dom("reason", e, crate_known::EVICT_REASONS),
             invalid_reason: dom("reason", e, crate_known::INVALID_REASONS),
-            reject_reason: dom("reason", e, crate_known::REJECT_REASONS),
+            reject_reason: dom("reason", e, &[]),
             codec: dom(
                 "codec",
                 e,
@@ -298,7 +301,6 @@ impl Metrics {
             last_record_timestamp: Family::new(desc!("cdr_exporter_last_record_timestamp", "Time attribute of the newest record applied (Call Bridge clock)", ["call_bridge"], seconds)),
             last_batch_timestamp: Family::new(desc!("cdr_exporter_last_batch_timestamp", "When the exporter last accepted a batch from the Call Bridge (exporter clock)", ["call_bridge"], seconds)),
             sessions: Family::new(desc!("cdr_exporter_sessions", "CDR sessions seen per Call Bridge; each new one after the first is a Call Bridge restart", ["call_bridge"])),
-            tracked_objects: Family::new(desc!("cdr_exporter_tracked_objects", "Objects held in correlation state", ["kind"])),
             evicted_objects: Family::new(desc!("cdr_exporter_evicted_objects", "Objects dropped from correlation state without an end record, by reason", ["kind", "reason"])),
             connections_active: Family::new(desc!(
                 "cdr_exporter_connections_active",
@@ -362,7 +364,6 @@ impl Metrics {
             &self.last_record_timestamp,
             &self.last_batch_timestamp,
             &self.sessions,
-            &self.tracked_objects,
             &self.evicted_objects,
             &self.mos_codec_impairment,
             &self.mos_assumed_delay,
@@ -388,8 +389,8 @@ impl Metrics {
 /// Everything the metrics hold, for a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsSnapshot {
-    /// Domain key, admitted values, overflow count.
-    pub domains: Vec<(String, Vec<String>, u64)>,
+    /// Domain key, admitted values, overflow counts (count cap, length cap).
+    pub domains: Vec<(String, Vec<String>, [u64; 2])>,
     /// Family name and its series.
     pub families: Vec<(String, Vec<SeriesValue>)>,
 }
@@ -399,7 +400,6 @@ impl Metrics {
     /// from the configuration, the tracker or the live process and rebuilt at start.
     fn stateful(&self) -> Vec<&dyn StoredFamily> {
         let derived = [
-            self.tracked_objects.desc.name,
             self.mos_codec_impairment.desc.name,
             self.mos_assumed_delay.desc.name,
             self.connections_active.desc.name,
@@ -416,7 +416,7 @@ impl Metrics {
             domains: Domains::KEYS
                 .iter()
                 .zip(self.d.all())
-                .map(|(k, d)| (k.to_string(), d.members(), d.overflow()))
+                .map(|(k, d)| (k.to_string(), d.members(), [d.overflow(), d.too_long()]))
                 .collect(),
             families: self
                 .stateful()
@@ -444,7 +444,7 @@ impl Metrics {
     }
 }
 
-/// `cdr_exporter_label_overflow_total{label}`, read from the domains at scrape time.
+/// `cdr_exporter_label_overflow_total{label,cause}`, read from the domains at scrape time.
 struct LabelOverflow<'a>(&'a Metrics);
 
 impl EncodeFamily for LabelOverflow<'_> {
@@ -455,28 +455,29 @@ impl EncodeFamily for LabelOverflow<'_> {
     ) -> std::fmt::Result {
         let mut me = enc.encode_descriptor(
             "cdr_exporter_label_overflow",
-            "Label values replaced by other because the label's cap was reached",
+            "Label values replaced by other: beyond the label's cap on distinct values (cause max_values) or longer than labels.max_value_bytes (cause too_long)",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
         let mut seen: Vec<&str> = Vec::new();
-        for d in self.0.d.all() {
+        let all = self.0.d.all();
+        for d in all {
             // Several domains share the label name `reason`: sum them into one series.
             if seen.contains(&d.label) {
                 continue;
             }
             seen.push(d.label);
-            let total: u64 = self
-                .0
-                .d
-                .all()
-                .iter()
-                .filter(|o| o.label == d.label)
-                .map(|o| o.overflow())
-                .sum();
-            let labels = [("label", d.label)];
-            let mut fe = me.encode_family(&labels)?;
-            fe.encode_counter::<prometheus_client::encoding::NoLabelSet, u64, f64>(&total, None)?;
+            let same = || all.iter().filter(|o| o.label == d.label);
+            for (cause, total) in [
+                ("max_values", same().map(|o| o.overflow()).sum::<u64>()),
+                ("too_long", same().map(|o| o.too_long()).sum::<u64>()),
+            ] {
+                let labels = [("label", d.label), ("cause", cause)];
+                let mut fe = me.encode_family(&labels)?;
+                fe.encode_counter::<prometheus_client::encoding::NoLabelSet, u64, f64>(
+                    &total, None,
+                )?;
+            }
         }
         Ok(())
     }
@@ -542,17 +543,14 @@ pub mod crate_known {
         "bad_number",
         "bad_boolean",
         "bad_time",
+        "out_of_range",
+        "absurd_index",
     ];
-    pub const REJECT_REASONS: &[&str] = &[
-        "empty",
-        "invalid_utf8",
-        "doctype",
-        "wrong_root",
-        "missing_session",
-        "too_deep",
-        "truncated",
-        "malformed_xml",
-        "too_large",
-        "read_error",
+    pub const EVICT_REASONS: &[&str] = &[
+        "max_age",
+        "max_objects",
+        "restart",
+        "call_ended",
+        "max_sessions",
     ];
 }

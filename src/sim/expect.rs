@@ -8,7 +8,8 @@
 //! - dedupe on (session, correlatorIndex); missing = max(jump past the highest index, the
 //!   record's `numPreceedingRecordsMissing`);
 //! - a call is active from a callStart (a repeated one for a live call changes nothing) to its
-//!   callEnd; a leg that names a call not started yet creates a placeholder call (tracked, not
+//!   callEnd, which also closes the legs still tied to it (their callLegEnd was lost:
+//!   `call_ended` eviction); a leg that names a call not started yet creates a placeholder call (tracked, not
 //!   active); a callLegUpdate for an unknown leg adopts it; a callLegStart for a tracked leg
 //!   is ignored (not counted as started);
 //! - every applied record counts in `records_total`; end records count whether or not their
@@ -49,6 +50,10 @@ pub struct Expected {
     /// `cdr_exporter_evicted_objects_total{reason="restart"}`: objects of replaced sessions.
     #[serde(default)]
     pub evicted_restart: u64,
+    /// `cdr_exporter_evicted_objects_total{reason="call_ended"}`: legs still tied to a call
+    /// when its callEnd arrived.
+    #[serde(default)]
+    pub evicted_call_ended: u64,
     pub active_calls: u64,
     pub active_legs: u64,
     pub active_recordings: u64,
@@ -99,6 +104,7 @@ impl Expected {
         self.sessions += o.sessions;
         self.restarts += o.restarts;
         self.evicted_restart += o.evicted_restart;
+        self.evicted_call_ended += o.evicted_call_ended;
         self.active_calls += o.active_calls;
         self.active_legs += o.active_legs;
         self.active_recordings += o.active_recordings;
@@ -194,6 +200,9 @@ impl Mirror {
                 },
                 Fact::CallEnd { call } => {
                     s.calls.remove(call);
+                    let before = s.legs.len();
+                    s.legs.retain(|_, c| *c != Some(*call));
+                    e.evicted_call_ended += (before - s.legs.len()) as u64;
                     e.calls_ended += 1;
                 }
                 Fact::LegStart { leg, call } => {
@@ -302,16 +311,18 @@ mod tests {
         // A duplicate of an applied record changes nothing.
         m.acknowledged(&[rec(0, 5, 0, Fact::RecordingStart { id: 7 })]);
         assert_eq!(m.expected().recordings_started, 1);
-        // A jump without the attribute is counted too, once.
+        // A jump without the attribute is counted too, once. The call's end closes legs
+        // 10 and 11, whose ends never came.
         m.acknowledged(&[rec(0, 9, 0, Fact::CallEnd { call: 1 })]);
         let e = m.expected();
         assert_eq!(e.missing, 5);
         assert_eq!((e.calls_ended, e.active_calls), (1, 1));
-        // The restart ends call 2, legs 10 and 11 and the recording.
+        assert_eq!((e.evicted_call_ended, e.active_legs), (2, 0));
+        // The restart ends call 2 and the recording.
         m.acknowledged(&[rec(1, 0, 0, Fact::CallStart { call: 3 })]);
         let e = m.expected();
         assert_eq!(e.sessions, 2);
-        assert_eq!(e.evicted_restart, 4);
+        assert_eq!(e.evicted_restart, 2);
         assert_eq!(
             (e.active_calls, e.active_legs, e.active_recordings),
             (1, 0, 0)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use journal::{FsyncPolicy, Journal, JournalEntry, JournalStats, ReadReport};
+pub use journal::{Damage, Entry, FsyncPolicy, Journal, JournalStats, ReadReport};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -41,7 +41,8 @@ impl From<StoreError> for std::io::Error {
 }
 
 const SNAP_MAGIC: &[u8; 4] = b"CDRS";
-const SNAP_VERSION: u32 = 1;
+/// 2: the tracker owns correlation (calls list their legs), sessions kept per Call Bridge.
+const SNAP_VERSION: u32 = 2;
 
 fn snapshot_name(seq: u64) -> String {
     format!("snapshot-{seq:020}.bin")
@@ -69,17 +70,19 @@ fn snapshots(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 /// Writes `state` (covering the journal up to `seq`) atomically: temp file, fsync, rename,
-/// fsync of the directory. Keeps the newest `keep` snapshots.
+/// fsync of the directory. Keeps the newest `keep` snapshots and returns the seq of the
+/// oldest one kept: the journal must reach back to it, since any kept snapshot may be the
+/// one that loads.
 pub fn write_snapshot<T: Serialize>(
     dir: &Path,
     seq: u64,
     state: &T,
     keep: usize,
-) -> Result<PathBuf, StoreError> {
+) -> Result<u64, StoreError> {
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let payload = postcard::to_stdvec(state)
         .map_err(|e| StoreError::Snapshot(dir.display().to_string(), e.to_string()))?;
-    let mut data = Vec::with_capacity(payload.len() + 24);
+    let mut data = Vec::with_capacity(payload.len() + 28);
     data.extend_from_slice(SNAP_MAGIC);
     data.extend_from_slice(&SNAP_VERSION.to_le_bytes());
     data.extend_from_slice(&seq.to_le_bytes());
@@ -97,24 +100,45 @@ pub fn write_snapshot<T: Serialize>(
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    for (_, old) in snapshots(dir).into_iter().skip(keep.max(1)) {
+    let all = snapshots(dir);
+    let keep = keep.max(1);
+    for (_, old) in all.iter().skip(keep) {
         let _ = fs::remove_file(old);
     }
-    Ok(path)
+    Ok(all.iter().take(keep).map(|s| s.0).min().unwrap_or(seq))
 }
 
-/// The newest readable snapshot and the journal position it covers. Unreadable ones are
-/// reported and skipped (an older snapshot plus a longer replay gives the same state).
-pub fn load_snapshot<T: DeserializeOwned>(dir: &Path) -> Option<(u64, T)> {
+/// What [`load_snapshot`] found.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The newest readable snapshot and the journal position it covers.
+    pub state: Option<(u64, T)>,
+    /// Snapshots that could not be read (moved to `damaged/`), with why.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// The newest readable snapshot. Unreadable ones are reported, moved aside (kept for
+/// diagnosis, never counted as kept) and skipped: an older snapshot plus a longer replay
+/// gives the same state, since the journal reaches back to the oldest one kept.
+pub fn load_snapshot<T: DeserializeOwned>(dir: &Path) -> Loaded<T> {
+    let mut out = Loaded {
+        state: None,
+        unreadable: Vec::new(),
+    };
     for (seq, path) in snapshots(dir) {
         match read_snapshot(&path) {
-            Ok(t) => return Some((seq, t)),
+            Ok(t) => {
+                out.state = Some((seq, t));
+                break;
+            }
             Err(e) => {
-                tracing::warn!(snapshot = %path.display(), error = %e, "unreadable snapshot skipped")
+                tracing::error!(snapshot = %path.display(), error = %e, "unreadable snapshot skipped");
+                let _ = journal::move_aside(dir, &path);
+                out.unreadable.push((path, e));
             }
         }
     }
-    None
+    out
 }
 
 fn read_snapshot<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
@@ -130,7 +154,9 @@ fn read_snapshot<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
     }
     let len = u64::from_le_bytes(data[16..24].try_into().unwrap()) as usize;
     let crc = u32::from_le_bytes(data[24..28].try_into().unwrap());
-    let payload = data.get(28..28 + len).ok_or("truncated")?;
+    let payload = data
+        .get(28..28usize.saturating_add(len))
+        .ok_or("truncated")?;
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
     }
@@ -142,26 +168,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn snapshots_round_trip_and_bad_ones_are_skipped() {
+    fn snapshots_round_trip_and_bad_ones_are_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
-        write_snapshot(dir.path(), 5, &vec![1u32, 2, 3], 2).unwrap();
-        write_snapshot(dir.path(), 9, &vec![4u32], 2).unwrap();
-        assert_eq!(load_snapshot::<Vec<u32>>(dir.path()), Some((9, vec![4])));
-        // Corrupt the newest: the older one is used.
+        assert_eq!(
+            write_snapshot(dir.path(), 5, &vec![1u32, 2, 3], 2).unwrap(),
+            5
+        );
+        assert_eq!(write_snapshot(dir.path(), 9, &vec![4u32], 2).unwrap(), 5);
+        let l = load_snapshot::<Vec<u32>>(dir.path());
+        assert_eq!((l.state, l.unreadable.len()), (Some((9, vec![4])), 0));
+        // Corrupt the newest: the older one is used, the bad one reported and moved aside.
         let p = dir.path().join(snapshot_name(9));
         let mut d = fs::read(&p).unwrap();
         let n = d.len();
         d[n - 1] ^= 1;
         fs::write(&p, d).unwrap();
+        let l = load_snapshot::<Vec<u32>>(dir.path());
+        assert_eq!(l.state, Some((5, vec![1, 2, 3])));
+        assert_eq!(l.unreadable.len(), 1);
+        assert!(!p.exists());
         assert_eq!(
-            load_snapshot::<Vec<u32>>(dir.path()),
-            Some((5, vec![1, 2, 3]))
+            fs::read_dir(dir.path().join(journal::DAMAGED_DIR))
+                .unwrap()
+                .count(),
+            1
         );
-        write_snapshot(dir.path(), 12, &vec![7u32], 2).unwrap();
+        assert_eq!(write_snapshot(dir.path(), 12, &vec![7u32], 2).unwrap(), 5);
+        assert_eq!(write_snapshot(dir.path(), 14, &vec![8u32], 2).unwrap(), 12);
         assert_eq!(
             snapshots(dir.path()).len(),
             2,
             "only the newest two are kept"
         );
+        // Truncated and foreign files are unreadable too; none left means no state.
+        for (seq, _) in snapshots(dir.path()) {
+            let p = dir.path().join(snapshot_name(seq));
+            let d = fs::read(&p).unwrap();
+            fs::write(&p, &d[..d.len() / 2]).unwrap();
+        }
+        let l = load_snapshot::<Vec<u32>>(dir.path());
+        assert_eq!((l.state, l.unreadable.len()), (None, 2));
     }
 }

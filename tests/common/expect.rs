@@ -64,6 +64,14 @@ pub fn mismatches(e: &Expected, s: &Scrape) -> Vec<String> {
             &[("reason", "restart")],
         ),
     );
+    eq(
+        "cdr_exporter_evicted_objects_total{reason=call_ended}".into(),
+        e.evicted_call_ended,
+        s.sum(
+            "cdr_exporter_evicted_objects_total",
+            &[("reason", "call_ended")],
+        ),
+    );
     let dups = s.sum("cdr_exporter_records_duplicate_total", &[]);
     if dups < e.duplicate_records_sent as f64 {
         bad.push(format!(

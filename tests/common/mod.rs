@@ -57,7 +57,7 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
 pub struct Server {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub task: Option<tokio::task::JoinHandle<Result<(), cdr_exporter::RunError>>>,
 }
 
 impl Server {
@@ -75,8 +75,26 @@ impl Server {
         }
     }
 
+    /// Stops abruptly, as a crash would (no final snapshot), and waits until the data
+    /// directory's lock is free again so the next start can take it.
+    pub async fn abort(mut self, data_dir: &std::path::Path) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        let lock = data_dir.join("lock");
+        eventually(Duration::from_secs(10), "the data directory lock", || {
+            let lock = lock.clone();
+            async move {
+                let f = std::fs::File::open(&lock).ok()?;
+                f.try_lock().ok().map(|_| ())
+            }
+        })
+        .await;
+    }
+
     /// Graceful shutdown; returns what `run` returned.
-    pub async fn stop(mut self) -> std::io::Result<()> {
+    pub async fn stop(mut self) -> Result<(), cdr_exporter::RunError> {
         let _ = self.shutdown.take().unwrap().send(());
         let task = self.task.take().unwrap();
         tokio::time::timeout(Duration::from_secs(30), task)

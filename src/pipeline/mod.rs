@@ -1,0 +1,543 @@
+//! Accepting a batch: parse, quarantine what is rejected, journal, apply, all under the
+//! snapshot gate; at start, the newest readable snapshot and a replay of the journal after it
+//! through the same apply; snapshots and the journal pruning they allow.
+
+mod quarantine;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::cdr;
+use crate::ingest::{Ingest, Outcome, Source, StateSnapshot};
+use crate::metrics::FloatGauge;
+use crate::store::{self, Entry, FsyncPolicy, Journal, JournalStats, StoreError};
+pub use quarantine::{Quarantine, QuarantineLimits};
+
+/// Which sender's format a body is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Format {
+    /// A Cisco Meeting Server `<records>` batch.
+    Cms,
+}
+
+/// One received batch: what the HTTP edge saw, and what the journal keeps. Replay
+/// rebuilds exactly this, so live and replayed batches take the same path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    pub format: Format,
+    /// The exporter's clock when the batch arrived (Unix seconds).
+    pub received_at: f64,
+    pub peer: Option<IpAddr>,
+    /// `?call_bridge=` (or `?system_id=`) from the receiver URI.
+    pub call_bridge_param: Option<String>,
+    pub body: Bytes,
+}
+
+/// `Received` without its body: the journal entry's metadata.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: Format,
+    received_at: f64,
+    peer: Option<IpAddr>,
+    call_bridge_param: Option<String>,
+}
+
+impl Received {
+    fn to_entry(&self) -> Entry {
+        let meta = Meta {
+            format: self.format,
+            received_at: self.received_at,
+            peer: self.peer,
+            call_bridge_param: self.call_bridge_param.clone(),
+        };
+        Entry {
+            meta: postcard::to_stdvec(&meta)
+                .expect("serialising plain values")
+                .into(),
+            body: self.body.clone(),
+        }
+    }
+
+    fn from_entry(e: Entry) -> Option<Received> {
+        let m: Meta = postcard::from_bytes(&e.meta).ok()?;
+        Some(Received {
+            format: m.format,
+            received_at: m.received_at,
+            peer: m.peer,
+            call_bridge_param: m.call_bridge_param,
+            body: e.body,
+        })
+    }
+}
+
+/// Why a batch was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// Not a batch at all; nothing of it was applied (it was quarantined). `reason` is the
+    /// label value, `message` the one-line reason the client sees.
+    #[error("{message}")]
+    Rejected {
+        reason: &'static str,
+        message: String,
+    },
+    /// The journal could not take it; nothing of it was applied.
+    #[error("cannot store the batch now ({0}); retry later")]
+    Unavailable(StoreError),
+}
+
+/// Where the durable state lives and how it is written.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub segment_max_bytes: u64,
+    pub snapshots_kept: usize,
+    pub quarantine: QuarantineLimits,
+}
+
+/// Why the state could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("data directory {dir}: {msg}")]
+    Locked { dir: String, msg: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Durable {
+    journal: Journal,
+    snapshot_dir: PathBuf,
+    journal_dir: PathBuf,
+    keep: usize,
+    /// Damaged segments found at start: moved aside, never deleted, when pruned.
+    damaged: Vec<PathBuf>,
+    /// Held for the life of the pipeline: one exporter per data directory.
+    _lock: std::fs::File,
+}
+
+/// What recovery found and what snapshots did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStatus {
+    journal: Mutex<Option<Arc<JournalStats>>>,
+    replayed: AtomicU64,
+    corrupt_bytes: AtomicU64,
+    lost_batches: AtomicU64,
+    unreadable_snapshots: AtomicU64,
+    incomplete: AtomicU64,
+    snapshot_seq: AtomicU64,
+    snapshots: AtomicU64,
+    last_snapshot: FloatGauge,
+    snapshot_seconds: FloatGauge,
+    snapshot_gate_seconds: FloatGauge,
+}
+
+/// The one owner of accepting batches.
+pub struct Pipeline {
+    ingest: Arc<Ingest>,
+    durable: Option<Durable>,
+    /// Held shared while a batch is journaled and applied, exclusively while a snapshot
+    /// copies the state: a snapshot never sees half a batch.
+    gate: tokio::sync::RwLock<()>,
+    quarantine: Quarantine,
+    status: Arc<StoreStatus>,
+}
+
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Pipeline {
+    /// A pipeline without a journal (tests, benches, tools): nothing survives a restart.
+    pub fn in_memory(ingest: Arc<Ingest>, quarantine: Quarantine) -> Arc<Pipeline> {
+        Arc::new(Pipeline {
+            ingest,
+            durable: None,
+            gate: tokio::sync::RwLock::new(()),
+            quarantine,
+            status: Arc::default(),
+        })
+    }
+
+    /// Opens the data directory: locks it, loads the newest readable snapshot, replays the
+    /// journal after it through the same apply as live batches, and opens the journal.
+    pub fn open(ingest: Arc<Ingest>, s: &Settings) -> Result<Arc<Pipeline>, OpenError> {
+        let lock = lock_data_dir(&s.data_dir)?;
+        let journal_dir = s.data_dir.join("journal");
+        let snapshot_dir = s.data_dir.join("snapshots");
+        let status = Arc::new(StoreStatus::default());
+        let started = Instant::now();
+        let loaded = store::load_snapshot::<StateSnapshot>(&snapshot_dir);
+        let mut seq = 0;
+        if let Some((snap_seq, state)) = &loaded.state {
+            ingest.restore(state);
+            seq = *snap_seq;
+        }
+        let mut unparsable = 0u64;
+        let report = store::journal::read(&journal_dir, seq, |_, e| {
+            // Only parsed batches are journaled: a failure here means a damaged entry that
+            // passed its checksum, or a parser change.
+            match Received::from_entry(e).as_ref().map(|r| (r, parse(r))) {
+                Some((r, Ok(p))) => {
+                    apply(&ingest, r, &p);
+                }
+                _ => unparsable += 1,
+            }
+        })?;
+        // Entries missing between the state loaded and the journal, or inside it.
+        let incomplete =
+            report.lost_entries > 0 || (loaded.state.is_none() && report.first_seq > 1);
+        let lost_before_journal = if loaded.state.is_none() && report.first_seq > 1 {
+            report.first_seq - 1
+        } else {
+            0
+        };
+        status.replayed.store(report.replayed, Ordering::Relaxed);
+        status
+            .corrupt_bytes
+            .store(report.corrupt_bytes, Ordering::Relaxed);
+        status.lost_batches.store(
+            report.lost_entries + lost_before_journal + unparsable,
+            Ordering::Relaxed,
+        );
+        status
+            .unreadable_snapshots
+            .store(loaded.unreadable.len() as u64, Ordering::Relaxed);
+        status
+            .incomplete
+            .store(incomplete as u64, Ordering::Relaxed);
+        if loaded.state.is_none() && !loaded.unreadable.is_empty() {
+            tracing::error!(
+                unreadable = loaded.unreadable.len(),
+                journal_first_entry = report.first_seq,
+                replayed = report.replayed,
+                "no snapshot could be read: the state was rebuilt from the journal alone{}",
+                if lost_before_journal > 0 {
+                    "; what came before its first entry is lost (counters restart lower)"
+                } else {
+                    ", which reaches back to the start"
+                }
+            );
+        }
+        if report.lost_entries > 0 || unparsable > 0 {
+            tracing::error!(
+                lost_batches = report.lost_entries,
+                unparsable,
+                corrupt_bytes = report.corrupt_bytes,
+                damaged_segments = ?report.damaged_segments(),
+                "journal damage: acknowledged batches could not be replayed; every readable entry was"
+            );
+        }
+        tracing::info!(
+            snapshot_seq = seq,
+            replayed = report.replayed,
+            corrupt_bytes = report.corrupt_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state recovered"
+        );
+        let journal = Journal::open(
+            journal_dir.clone(),
+            report.last_seq.max(seq),
+            s.fsync,
+            s.segment_max_bytes,
+        )?;
+        status.journal.lock().replace(journal.stats.clone());
+        status.snapshot_seq.store(seq, Ordering::Relaxed);
+        let quarantine = Quarantine::new(s.data_dir.join("quarantine"), s.quarantine);
+        Ok(Arc::new(Pipeline {
+            ingest,
+            durable: Some(Durable {
+                journal,
+                snapshot_dir,
+                journal_dir,
+                keep: s.snapshots_kept,
+                damaged: report.damaged_segments(),
+                _lock: lock,
+            }),
+            gate: tokio::sync::RwLock::new(()),
+            quarantine,
+            status,
+        }))
+    }
+
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
+    pub fn quarantine(&self) -> &Quarantine {
+        &self.quarantine
+    }
+
+    /// Accepts one batch: parse (a body that is not a batch is quarantined and refused),
+    /// journal, apply. Runs to completion even if the client goes away meanwhile, so what
+    /// was journaled is always applied.
+    pub async fn accept(self: &Arc<Self>, r: Received) -> Result<Outcome, AcceptError> {
+        let me = self.clone();
+        match tokio::spawn(async move { me.accept_now(r).await }).await {
+            Ok(res) => res,
+            // Only a panic ends the task early; the runtime's shutdown cannot cancel it
+            // before the server's drain ends.
+            Err(e) => Err(AcceptError::Unavailable(StoreError::Io {
+                path: "accept".into(),
+                source: Arc::new(std::io::Error::other(e.to_string())),
+            })),
+        }
+    }
+
+    async fn accept_now(&self, r: Received) -> Result<Outcome, AcceptError> {
+        let parsed = match parse(&r) {
+            Ok(p) => p,
+            Err(e) => {
+                self.quarantine.keep(&r.body, e.reason).await;
+                return Err(AcceptError::Rejected {
+                    reason: e.reason,
+                    message: e.message,
+                });
+            }
+        };
+        let _gate = self.gate.read().await;
+        if let Some(d) = &self.durable {
+            d.journal
+                .append(r.to_entry())
+                .await
+                .map_err(AcceptError::Unavailable)?;
+        }
+        Ok(apply(&self.ingest, &r, &parsed))
+    }
+
+    /// The max-age sweep; like a batch, it must not run while a snapshot copies the state.
+    pub async fn sweep(&self, now: f64) -> u64 {
+        let _gate = self.gate.read().await;
+        self.ingest.sweep(now)
+    }
+
+    /// Writes a snapshot of all state and prunes the journal no kept snapshot needs. Batches
+    /// wait only while the state is copied (pointer copies), not while it is serialised and
+    /// written.
+    pub async fn snapshot(&self) -> Result<(), StoreError> {
+        let Some(d) = &self.durable else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let (seq, copy, gate_seconds) = {
+            let _gate = self.gate.write().await;
+            let held = Instant::now();
+            let seq = d.journal.last_seq();
+            if seq == self.status.snapshot_seq.load(Ordering::Relaxed)
+                && self.status.snapshots.load(Ordering::Relaxed) > 0
+            {
+                return Ok(()); // nothing new since the last one
+            }
+            let copy = self.ingest.copy();
+            (seq, copy, held.elapsed().as_secs_f64())
+        };
+        // A new segment from here on, so the snapshot can cover whole segments.
+        d.journal.rotate().await?;
+        let (dir, jdir, keep) = (d.snapshot_dir.clone(), d.journal_dir.clone(), d.keep);
+        let damaged = d.damaged.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let state = copy.into_snapshot();
+            let oldest_kept = store::write_snapshot(&dir, seq, &state, keep)?;
+            store::journal::prune(&jdir, oldest_kept, &damaged)?;
+            Ok(())
+        })
+        .await
+        .map_err(|_| StoreError::Closed)??;
+        let s = &self.status;
+        s.snapshot_seq.store(seq, Ordering::Relaxed);
+        s.snapshots.fetch_add(1, Ordering::Relaxed);
+        s.last_snapshot.0.set(unix_now());
+        s.snapshot_seconds.0.set(started.elapsed().as_secs_f64());
+        s.snapshot_gate_seconds.0.set(gate_seconds);
+        tracing::debug!(
+            seq,
+            gate_ms = gate_seconds * 1e3,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(())
+    }
+
+    /// Durability, recovery and quarantine figures for `/metrics`.
+    pub fn collector(&self) -> StoreCollector {
+        StoreCollector {
+            status: self.status.clone(),
+            quarantine: self.quarantine.stats(),
+        }
+    }
+}
+
+/// A body parsed in its sender's format (borrowing from it).
+enum Parsed<'a> {
+    Cms(cdr::Batch<'a>),
+}
+
+/// Why a body is not a batch: the label value and the one-line message.
+struct Rejection {
+    reason: &'static str,
+    message: String,
+}
+
+fn parse(r: &Received) -> Result<Parsed<'_>, Rejection> {
+    match r.format {
+        Format::Cms => cdr::parse(&r.body).map(Parsed::Cms).map_err(|e| Rejection {
+            reason: e.as_label(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The one apply, for live batches and replay alike.
+fn apply(ingest: &Ingest, r: &Received, parsed: &Parsed<'_>) -> Outcome {
+    match parsed {
+        Parsed::Cms(batch) => {
+            let src = Source {
+                query_call_bridge: r.call_bridge_param.as_deref(),
+                peer: r.peer,
+            };
+            ingest.apply(batch, &src, r.received_at)
+        }
+    }
+}
+
+/// Takes an exclusive lock on `dir/lock`, held until the process ends: a second exporter on
+/// the same directory would write the same journal.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
+    let locked = |msg: String| OpenError::Locked {
+        dir: dir.display().to_string(),
+        msg,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| locked(e.to_string()))?;
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| locked(format!("{}: {e}", path.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(locked(
+            "another cdr-exporter is using it (its lock file is held); give each exporter its own data_dir".into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(locked(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// `cdr_exporter_journal_*`, `cdr_exporter_snapshot_*`, `cdr_exporter_recovery_*` and
+/// `cdr_exporter_quarantine_*`.
+#[derive(Debug)]
+pub struct StoreCollector {
+    status: Arc<StoreStatus>,
+    quarantine: Arc<quarantine::QuarantineStats>,
+}
+
+impl prometheus_client::collector::Collector for StoreCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::NoLabelSet;
+        use prometheus_client::metrics::MetricType::{self, Counter, Gauge};
+        use prometheus_client::registry::Unit;
+        let s = &self.status;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let mut rows: Vec<(&str, &str, Option<Unit>, MetricType, f64)> = Vec::new();
+        if let Some(j) = s.journal.lock().clone() {
+            rows.extend([
+                (
+                    "cdr_exporter_journal_appends",
+                    "Batches written to the journal",
+                    None,
+                    Counter,
+                    load(&j.appends),
+                ),
+                (
+                    "cdr_exporter_journal_written",
+                    "Bytes written to the journal",
+                    Some(Unit::Bytes),
+                    Counter,
+                    load(&j.bytes),
+                ),
+                (
+                    "cdr_exporter_journal_fsyncs",
+                    "fsync calls on the journal (one per group commit)",
+                    None,
+                    Counter,
+                    load(&j.fsyncs),
+                ),
+                (
+                    "cdr_exporter_journal_fsync",
+                    "Time spent in journal fsync",
+                    Some(Unit::Seconds),
+                    Counter,
+                    load(&j.fsync_nanos) / 1e9,
+                ),
+                (
+                    "cdr_exporter_journal_errors",
+                    "Failed journal writes (each answered 503)",
+                    None,
+                    Counter,
+                    load(&j.errors),
+                ),
+            ]);
+        }
+        let q = &self.quarantine;
+        rows.extend([
+            ("cdr_exporter_recovery_replayed_batches", "Journaled batches replayed at the last start", None, Gauge, load(&s.replayed)),
+            ("cdr_exporter_recovery_corrupt", "Journal bytes that were not a valid entry (torn writes, damage), skipped at the last start", Some(Unit::Bytes), Gauge, load(&s.corrupt_bytes)),
+            ("cdr_exporter_recovery_lost_batches", "Acknowledged batches that could not be replayed at the last start (damaged journal entries, or a journal that no longer reaches the state loaded)", None, Gauge, load(&s.lost_batches)),
+            ("cdr_exporter_recovery_unreadable_snapshots", "Snapshots that could not be read at the last start (moved to snapshots/damaged)", None, Gauge, load(&s.unreadable_snapshots)),
+            ("cdr_exporter_recovery_incomplete", "1 if the last start could not rebuild the whole state (see cdr_exporter_recovery_lost_batches)", None, Gauge, load(&s.incomplete)),
+            ("cdr_exporter_snapshot_last_success_timestamp", "When the last snapshot was written", Some(Unit::Seconds), Gauge, s.last_snapshot.0.get()),
+            ("cdr_exporter_snapshot_last_duration", "How long the last snapshot took, copy, serialisation and write", Some(Unit::Seconds), Gauge, s.snapshot_seconds.0.get()),
+            ("cdr_exporter_snapshot_last_gate", "How long the last snapshot held batches back (copying the state)", Some(Unit::Seconds), Gauge, s.snapshot_gate_seconds.0.get()),
+            ("cdr_exporter_quarantine_files", "Rejected bodies kept in data_dir/quarantine", None, Gauge, load(&q.files)),
+            ("cdr_exporter_quarantine", "Bytes of rejected bodies kept in data_dir/quarantine", Some(Unit::Bytes), Gauge, load(&q.bytes)),
+            ("cdr_exporter_quarantine_dropped", "Rejected bodies not kept or removed to stay within quarantine_max_bytes and quarantine_max_files", None, Counter, load(&q.dropped)),
+        ]);
+        for (name, help, unit, kind, v) in rows {
+            let mut m = enc.encode_descriptor(name, help, unit.as_ref(), kind)?;
+            match kind {
+                Counter => m.encode_counter::<NoLabelSet, f64, f64>(&v, None)?,
+                _ => m.encode_gauge(&v)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Pipeline {
+    /// How long to wait between snapshots, and an error path for the loop.
+    pub async fn snapshot_every(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.snapshot().await {
+                tracing::error!(error = %e, "snapshot failed; the journal keeps growing until one succeeds");
+            }
+        }
+    }
+
+    /// The max-age sweep, every `every`.
+    pub async fn sweep_every(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let n = self.sweep(unix_now()).await;
+            if n > 0 {
+                tracing::info!(evicted = n, "evicted objects past tracking.max_age_seconds");
+            }
+        }
+    }
+}
