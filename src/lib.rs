@@ -418,9 +418,17 @@ pub async fn run(
             http::tls::TlsReloader::load(cert.into(), key.into()).map_err(std::io::Error::other)?,
         )),
     };
-    let reloader = tls
-        .clone()
-        .map(|t| tokio::spawn(reload_tls(t, cfg.tls.reload_interval_seconds)));
+    // SIGHUP's default action ends the process, and `systemctl reload` sends it: catch it
+    // with or without TLS, registered before the listener accepts anything.
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hup = ();
+    let reloader = tokio::spawn(reload_tls(
+        tls.clone(),
+        cfg.tls.reload_interval_seconds,
+        hup,
+    ));
     let opts = http::serve::ServeOptions {
         max_connections: cfg.server.max_connections,
         header_timeout: Duration::from_secs(cfg.server.header_timeout_seconds),
@@ -472,9 +480,7 @@ pub async fn run(
         let (a, b) = tokio::join!(c, m);
         a.and(b)
     };
-    if let Some(r) = reloader {
-        r.abort();
-    }
+    reloader.abort();
     sweeper.abort();
     snapshotter.abort();
     // A final snapshot makes the next start quick; the journal is there if it fails.
@@ -485,10 +491,14 @@ pub async fn run(
     res
 }
 
-/// Reloads the TLS files on SIGHUP and when they change.
-async fn reload_tls(tls: Arc<http::tls::TlsReloader>, every_seconds: u64) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// Reloads the TLS files on SIGHUP and when they change; without TLS, SIGHUP is only logged.
+#[cfg_attr(not(unix), allow(unused_mut, unused_variables))]
+async fn reload_tls(tls: Option<Arc<http::tls::TlsReloader>>, every_seconds: u64, mut hup: Hangup) {
     let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -505,7 +515,11 @@ async fn reload_tls(tls: Arc<http::tls::TlsReloader>, every_seconds: u64) {
         let hup_fut = std::future::pending::<()>();
         let forced = tokio::select! {
             _ = hup_fut => true,
-            _ = tick.tick(), if every_seconds > 0 => false,
+            _ = tick.tick(), if every_seconds > 0 && tls.is_some() => false,
+        };
+        let Some(tls) = tls.as_ref() else {
+            tracing::info!("SIGHUP received; no TLS configured, nothing to reload");
+            continue;
         };
         let r = if forced {
             tls.reload().map(|_| true)
