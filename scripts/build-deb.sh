@@ -169,11 +169,12 @@ mkdir -p "$stage/usr/share/man/man1"
 man | gzip -9n >"$stage/usr/share/man/man1/cdr-exporter.1.gz"
 chmod 0644 "$stage/usr/share/man/man1/cdr-exporter.1.gz"
 
-# Shared-library dependencies, as dh_shlibdeps computes them.
-depends=$(cd "$work" && dpkg-shlibdeps -O -e"$stage/usr/bin/cdr-exporter" | sed -n 's/^shlibs:Depends=//p')
+# Shared-library dependencies, as dh_shlibdeps computes them (it finds the package root by
+# its DEBIAN directory).
+mkdir -p "$stage/DEBIAN"
+depends=$(cd "$work" && dpkg-shlibdeps -O -edebian/cdr-exporter/usr/bin/cdr-exporter | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || die "dpkg-shlibdeps found no dependencies"
 
-mkdir -p "$stage/DEBIAN"
 find "$stage" -type d -exec chmod 0755 {} +
 installed_size=$(du -sk --apparent-size --exclude=DEBIAN "$stage" | cut -f1)
 cat >"$stage/DEBIAN/control" <<EOF
