@@ -232,9 +232,17 @@ pub async fn run(
                 .map_err(|e| RunError::Tls(e.to_string()))?,
         )),
     };
-    let _reloader = tls
-        .clone()
-        .map(|t| AbortOnDrop(tokio::spawn(reload_tls(t, cfg.tls.reload_interval_seconds))));
+    // SIGHUP's default action ends the process, and `systemctl reload` sends it: catch it
+    // with or without TLS, registered before the listener accepts anything.
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hup = ();
+    let _reloader = AbortOnDrop(tokio::spawn(reload_tls(
+        tls.clone(),
+        cfg.tls.reload_interval_seconds,
+        hup,
+    )));
     let opts = http::serve::ServeOptions {
         max_connections: cfg.server.max_connections,
         header_timeout: Duration::from_secs(cfg.server.header_timeout_seconds),
@@ -310,10 +318,14 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Reloads the TLS files on SIGHUP and when they change.
-async fn reload_tls(tls: Arc<http::tls::TlsReloader>, every_seconds: u64) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// Reloads the TLS files on SIGHUP and when they change; without TLS, SIGHUP is only logged.
+#[cfg_attr(not(unix), allow(unused_mut, unused_variables))]
+async fn reload_tls(tls: Option<Arc<http::tls::TlsReloader>>, every_seconds: u64, mut hup: Hangup) {
     let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -330,7 +342,11 @@ async fn reload_tls(tls: Arc<http::tls::TlsReloader>, every_seconds: u64) {
         let hup_fut = std::future::pending::<()>();
         let forced = tokio::select! {
             _ = hup_fut => true,
-            _ = tick.tick(), if every_seconds > 0 => false,
+            _ = tick.tick(), if every_seconds > 0 && tls.is_some() => false,
+        };
+        let Some(tls) = tls.as_ref() else {
+            tracing::info!("SIGHUP received; no TLS configured, nothing to reload");
+            continue;
         };
         let r = if forced {
             tls.reload().map(|_| true)

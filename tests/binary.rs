@@ -93,6 +93,36 @@ async fn binary_runs_without_config_and_exits_zero_on_sigterm() {
     assert_eq!(st.code(), Some(0), "{st:?}");
 }
 
+/// `systemctl reload` sends SIGHUP; without TLS it must not end the process (its default
+/// action would, and systemd would not restart a clean signal exit).
+#[tokio::test]
+async fn sighup_without_tls_keeps_the_exporter_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, logs) = spawn(
+        &["--data-dir", dir.path().to_str().unwrap()],
+        &[("CDR_EXPORTER_LISTEN", "127.0.0.1:0")],
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = logs
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no log line for SIGHUP");
+        if line.contains("SIGHUP received") {
+            break;
+        }
+    }
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended it");
+    assert_eq!(Conn::open(addr).await.get("/metrics").await.status, 200);
+    let st = sigterm_and_wait(child);
+    assert_eq!(st.code(), Some(0), "{st:?}");
+}
+
 #[test]
 fn binary_rejects_an_invalid_config_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
