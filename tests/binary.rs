@@ -3,85 +3,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdr_exporter::config::{Config, Overrides};
+use common::binary::{exe, Exporter};
 use common::*;
-
-fn exe() -> &'static str {
-    env!("CARGO_BIN_EXE_cdr-exporter")
-}
-
-/// Starts the binary and returns it with the address it reports listening on.
-#[allow(clippy::zombie_processes)] // the caller waits for it (sigterm_and_wait)
-fn spawn(
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (
-    Reaped,
-    std::net::SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut cmd = Command::new(exe());
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = Reaped(cmd.spawn().expect("spawn cdr-exporter"));
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no 'listening' log line");
-        if line.contains("listening") {
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap();
-            return (child, addr.parse().unwrap(), rx);
-        }
-    }
-}
-
-fn sigterm_and_wait(mut child: Reaped) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[tokio::test]
 async fn binary_runs_without_config_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     // The address comes from the environment layer, the data dir from a flag.
-    let (child, addr, _logs) = spawn(
-        &["--data-dir", dir.path().to_str().unwrap()],
-        &[("CDR_EXPORTER_LISTEN", "127.0.0.1:0")],
-    );
-    let mut c = Conn::open(addr).await;
+    let child = Exporter::start(&["--data-dir", dir.path().to_str().unwrap()], &[]);
+    let mut c = Conn::open(child.addr).await;
     assert_eq!(
         c.post("/cdr", fixture("clustered-batch.xml")).await.status,
         200
@@ -89,7 +25,7 @@ async fn binary_runs_without_config_and_exits_zero_on_sigterm() {
     let s = c.scrape().await;
     assert_eq!(s.sum("cdr_exporter_records_total", &[]), 4.0);
     drop(c);
-    let st = sigterm_and_wait(child);
+    let st = child.sigterm();
     assert_eq!(st.code(), Some(0), "{st:?}");
 }
 
@@ -98,28 +34,20 @@ async fn binary_runs_without_config_and_exits_zero_on_sigterm() {
 #[tokio::test]
 async fn sighup_without_tls_keeps_the_exporter_running() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, logs) = spawn(
-        &["--data-dir", dir.path().to_str().unwrap()],
-        &[("CDR_EXPORTER_LISTEN", "127.0.0.1:0")],
-    );
-    let pid = child.id().to_string();
+    let mut child = Exporter::start(&["--data-dir", dir.path().to_str().unwrap()], &[]);
+    let pid = child.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])
         .status()
         .unwrap()
         .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = logs
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no log line for SIGHUP");
-        if line.contains("SIGHUP received") {
-            break;
-        }
-    }
-    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended it");
-    assert_eq!(Conn::open(addr).await.get("/metrics").await.status, 200);
-    let st = sigterm_and_wait(child);
+    child.wait_log(Duration::from_secs(30), |l| l.contains("SIGHUP received"));
+    assert!(child.child.try_wait().unwrap().is_none(), "SIGHUP ended it");
+    assert_eq!(
+        Conn::open(child.addr).await.get("/metrics").await.status,
+        200
+    );
+    let st = child.sigterm();
     assert_eq!(st.code(), Some(0), "{st:?}");
 }
 

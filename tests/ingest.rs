@@ -8,6 +8,7 @@ use cdr_exporter::config::Config;
 use cdr_exporter::ingest::{Outcome, Source};
 use cdr_exporter::metrics::Format;
 use cdr_exporter::App;
+use common::records::*;
 use common::{fixture, Scrape};
 
 const CB: &str = "158ba4f7-70eb-4a35-982c-71d4f1674277";
@@ -48,42 +49,6 @@ impl T {
         }
         s
     }
-}
-
-/// Builds a batch: `(type, correlatorIndex, object XML)`.
-fn batch(session: &str, cb: Option<&str>, records: &[(&str, u64, String)]) -> Vec<u8> {
-    let mut s = format!("<?xml version=\"1.0\"?>\n<records session=\"{session}\"");
-    if let Some(cb) = cb {
-        s += &format!(" callBridge=\"{cb}\"");
-    }
-    s += ">\n";
-    for (t, i, inner) in records {
-        s += &format!("<record type=\"{t}\" time=\"2024-01-01T00:00:{:02}Z\" correlatorIndex=\"{i}\">{inner}</record>\n", i % 60);
-    }
-    s += "</records>\n";
-    s.into_bytes()
-}
-
-fn call_start(id: &str, tenant: Option<&str>) -> String {
-    let t = tenant
-        .map(|t| format!("<tenant>{t}</tenant>"))
-        .unwrap_or_default();
-    format!("<call id=\"{id}\"><name>x</name><callType>coSpace</callType>{t}</call>")
-}
-fn call_end(id: &str) -> String {
-    format!("<call id=\"{id}\"><callLegsCompleted>1</callLegsCompleted><callLegsMaxActive>1</callLegsMaxActive><durationSeconds>60</durationSeconds></call>")
-}
-fn leg_start(id: &str, call: Option<&str>) -> String {
-    let c = call
-        .map(|c| format!("<call>{c}</call>"))
-        .unwrap_or_default();
-    format!("<callLeg id=\"{id}\"><type>sip</type><direction>outgoing</direction>{c}</callLeg>")
-}
-fn leg_update(id: &str, call: &str) -> String {
-    format!("<callLeg id=\"{id}\"><state>connected</state><call>{call}</call></callLeg>")
-}
-fn leg_end(id: &str, reason: &str) -> String {
-    format!("<callLeg id=\"{id}\"><reason>{reason}</reason><remoteTeardown>false</remoteTeardown><durationSeconds>30</durationSeconds></callLeg>")
 }
 
 const C1: &str = "c0000000-0000-4000-8000-000000000001";

@@ -113,6 +113,9 @@ pub enum OpenError {
 
 struct Durable {
     journal: Journal,
+    /// Batches are applied in journal order, so that replay rebuilds exactly the live state
+    /// (gap accounting and restarts depend on order).
+    turnstile: Turnstile,
     snapshot_dir: PathBuf,
     journal_dir: PathBuf,
     keep: usize,
@@ -205,10 +208,9 @@ impl Pipeline {
         status
             .corrupt_bytes
             .store(report.corrupt_bytes, Ordering::Relaxed);
-        status.lost_batches.store(
-            report.lost_entries + lost_before_journal + unparsable,
-            Ordering::Relaxed,
-        );
+        status
+            .lost_batches
+            .store(report.lost_entries + unparsable, Ordering::Relaxed);
         status
             .unreadable_snapshots
             .store(loaded.unreadable.len() as u64, Ordering::Relaxed);
@@ -256,6 +258,7 @@ impl Pipeline {
         Ok(Arc::new(Pipeline {
             ingest,
             durable: Some(Durable {
+                turnstile: Turnstile::new(journal.last_seq() + 1),
                 journal,
                 snapshot_dir,
                 journal_dir,
@@ -305,12 +308,15 @@ impl Pipeline {
             }
         };
         let _gate = self.gate.read().await;
-        if let Some(d) = &self.durable {
-            d.journal
-                .append(r.to_entry())
-                .await
-                .map_err(AcceptError::Unavailable)?;
-        }
+        let Some(d) = &self.durable else {
+            return Ok(apply(&self.ingest, &r, &parsed));
+        };
+        let seq = d
+            .journal
+            .append(r.to_entry())
+            .await
+            .map_err(AcceptError::Unavailable)?;
+        let _turn = d.turnstile.wait(seq).await;
         Ok(apply(&self.ingest, &r, &parsed))
     }
 
@@ -373,6 +379,46 @@ impl Pipeline {
             status: self.status.clone(),
             quarantine: self.quarantine.stats(),
         }
+    }
+}
+
+/// Lets batches through in journal sequence order: each waits for its predecessor's apply.
+struct Turnstile {
+    next: Mutex<u64>,
+    moved: tokio::sync::Notify,
+}
+
+/// The turn of one seq; the next one may go when this is dropped (even after a panic).
+struct Turn<'a> {
+    t: &'a Turnstile,
+    seq: u64,
+}
+
+impl Turnstile {
+    fn new(next: u64) -> Turnstile {
+        Turnstile {
+            next: Mutex::new(next),
+            moved: tokio::sync::Notify::new(),
+        }
+    }
+
+    async fn wait(&self, seq: u64) -> Turn<'_> {
+        loop {
+            let moved = self.moved.notified();
+            if *self.next.lock() >= seq {
+                return Turn { t: self, seq };
+            }
+            moved.await;
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut next = self.t.next.lock();
+        *next = (*next).max(self.seq + 1);
+        drop(next);
+        self.t.moved.notify_waiters();
     }
 }
 
@@ -538,6 +584,7 @@ impl Pipeline {
             if n > 0 {
                 tracing::info!(evicted = n, "evicted objects past tracking.max_age_seconds");
             }
+            tracing::debug!(evicted = n, "max-age sweep done");
         }
     }
 }

@@ -2,7 +2,9 @@
 //! reader for scraped samples.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod expect;
+pub mod records;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
