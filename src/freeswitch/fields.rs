@@ -281,6 +281,8 @@ pub(super) struct Builder {
     has_originator: bool,
     chan_direction: Option<Direction>,
     var_direction: Option<Direction>,
+    /// Strings outside the variables are url-encoded too (see `set_strings_escaped`).
+    escaped: bool,
 }
 
 impl Builder {
@@ -327,7 +329,13 @@ impl Builder {
             has_originator: false,
             chan_direction: None,
             var_direction: None,
+            escaped: false,
         }
+    }
+
+    /// Every string in the document is still url-encoded, not only variable values.
+    pub(super) fn set_strings_escaped(&mut self, escaped: bool) {
+        self.escaped = escaped;
     }
 
     fn invalid(&mut self, field: &'static str, reason: InvalidReason) {
@@ -356,19 +364,19 @@ impl Builder {
 
     pub(super) fn core_uuid(&mut self, raw: Raw<'_>) {
         if self.first(SEEN_CORE_UUID) {
-            self.cdr.core_uuid = self.text("core-uuid", raw, false, MAX_ID_LEN);
+            self.cdr.core_uuid = self.text("core-uuid", raw, self.escaped, MAX_ID_LEN);
         }
     }
 
     pub(super) fn switchname(&mut self, raw: Raw<'_>) {
         if self.first(SEEN_SWITCHNAME) {
-            self.cdr.switchname = self.text("switchname", raw, false, MAX_NAME_LEN);
+            self.cdr.switchname = self.text("switchname", raw, self.escaped, MAX_NAME_LEN);
         }
     }
 
     pub(super) fn channel_direction(&mut self, raw: Raw<'_>) {
         if self.first(SEEN_CHAN_DIRECTION) {
-            self.chan_direction = self.direction("channel_data.direction", raw, false);
+            self.chan_direction = self.direction("channel_data.direction", raw, self.escaped);
         }
     }
 
@@ -380,14 +388,14 @@ impl Builder {
     /// The first callflow's `unique-id` attribute (XML only).
     pub(super) fn callflow_unique_id(&mut self, raw: Raw<'_>) {
         if self.first(SEEN_UNIQUE_ID) {
-            self.uuid_unique_id = self.id("callflow.unique-id", raw, false);
+            self.uuid_unique_id = self.id("callflow.unique-id", raw, self.escaped);
         }
     }
 
     /// The first callflow's `caller_profile/uuid`.
     pub(super) fn profile_uuid(&mut self, raw: Raw<'_>) {
         if self.first(SEEN_PROFILE_UUID) {
-            self.uuid_profile = self.id("callflow.caller_profile.uuid", raw, false);
+            self.uuid_profile = self.id("callflow.caller_profile.uuid", raw, self.escaped);
         }
     }
 

@@ -16,14 +16,16 @@ use super::error::{one_line, ParseError, MAX_DEPTH};
 use super::fields::{looks_plain, Builder, InField, Media, OutField, PeriodField, Raw, Var};
 use super::types::{Cdr, Format};
 
-/// Parses an already decoded mod_json_cdr document.
-pub(super) fn parse_document(text: &str, lossy: bool) -> Result<Cdr, ParseError> {
+/// Parses an already decoded mod_json_cdr document. `escaped`: every string is still
+/// url-encoded (the second reading of a url-encoded post, see `json_form_decode`).
+pub(super) fn parse_document(text: &str, lossy: bool, escaped: bool) -> Result<Cdr, ParseError> {
     let t = text.trim_start_matches(|c: char| c.is_ascii_whitespace());
     if !t.starts_with('{') {
         return Err(ParseError::NotObject);
     }
     check_depth(t)?;
     let mut b = Builder::new(Format::Json);
+    b.set_strings_escaped(escaped);
     if lossy {
         b.lossy_body();
     }
@@ -36,7 +38,7 @@ pub(super) fn parse_document(text: &str, lossy: bool) -> Result<Cdr, ParseError>
     .deserialize(&mut de)
     .and_then(|_| de.end())
     .map_err(|e| ParseError::Json(one_line(e)))?;
-    let encoded = !vars.plain;
+    let encoded = escaped || !vars.plain;
     b.set_values_url_encoded(encoded);
     for (i, slot) in vars.slots.iter().enumerate() {
         if let (Some(leaf), Some(var)) = (slot, Var::from_idx(i)) {

@@ -44,6 +44,6 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Cdr, ParseError>
 pub fn parse_document(format: Format, text: &str) -> Result<Cdr, ParseError> {
     match format {
         Format::Xml => xml::parse_document(text, false),
-        Format::Json => json::parse_document(text, false),
+        Format::Json => json::parse_document(text, false, false),
     }
 }

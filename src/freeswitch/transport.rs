@@ -117,6 +117,8 @@ pub struct Payload<'a> {
     pub text: Cow<'a, str>,
     /// Invalid UTF-8 was replaced with U+FFFD.
     pub lossy_utf8: bool,
+    /// The still url-encoded field, kept for [`json_form_decode`]'s second reading.
+    form_value: Option<&'a [u8]>,
 }
 
 impl Payload<'_> {
@@ -126,11 +128,25 @@ impl Payload<'_> {
     }
 
     /// Parses the document into a [`Cdr`].
+    ///
+    /// A url-encoded JSON body that is not JSON once decoded gets a second reading with
+    /// [`json_form_decode`]: see there.
     pub fn parse(&self) -> Result<Cdr, ParseError> {
-        match self.format {
-            Format::Xml => super::xml::parse_document(&self.text, self.lossy_utf8),
-            Format::Json => super::json::parse_document(&self.text, self.lossy_utf8),
-        }
+        let first = match self.format {
+            Format::Xml => return super::xml::parse_document(&self.text, self.lossy_utf8),
+            Format::Json => super::json::parse_document(&self.text, self.lossy_utf8, false),
+        };
+        let (Err(ParseError::Json(_)), Some(raw)) = (&first, self.form_value) else {
+            return first;
+        };
+        let Some(bytes) = json_form_decode(raw) else {
+            return first;
+        };
+        let (text, lossy) = match String::from_utf8(bytes) {
+            Ok(t) => (t, false),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        };
+        super::json::parse_document(&text, self.lossy_utf8 || lossy, true).or(first)
     }
 }
 
@@ -148,6 +164,7 @@ pub fn decode<'a>(content_type: Option<&str>, body: &'a [u8]) -> Result<Payload<
     }
     let declared = content_type.and_then(Encoding::from_content_type);
     let shape = match body.strip_prefix(b"cdr=") {
+        Some(v) if v.iter().all(u8::is_ascii_whitespace) => return Err(ParseError::Empty),
         Some(v) => sniff_value(v, true),
         None => match skip_bom_ws(body).first() {
             Some(b'<') => Shape::Known(Encoding::TextXml),
@@ -169,7 +186,8 @@ pub fn decode<'a>(content_type: Option<&str>, body: &'a [u8]) -> Result<Payload<
             undo_value(form, value, 4)?
         }
     };
-    payload(bytes, encoding, declared)
+    let form_value = (encoding == Encoding::UrlEncoded).then(|| &body[4..]);
+    payload(bytes, encoding, declared, form_value)
 }
 
 /// Undoes one encoding of a `cdr=` value (or err-log file); `offset` is where `value`
@@ -212,11 +230,12 @@ fn base64_engine() -> base64::engine::GeneralPurpose {
 }
 
 /// Text, BOM stripped, and the document format.
-fn payload(
-    bytes: Cow<'_, [u8]>,
+fn payload<'a>(
+    bytes: Cow<'a, [u8]>,
     encoding: Encoding,
     declared: Option<Encoding>,
-) -> Result<Payload<'_>, ParseError> {
+    form_value: Option<&'a [u8]>,
+) -> Result<Payload<'a>, ParseError> {
     let (text, lossy_utf8) = match bytes {
         Cow::Borrowed(b) => match std::str::from_utf8(b) {
             Ok(s) => (Cow::Borrowed(s), false),
@@ -255,7 +274,54 @@ fn payload(
         declared,
         text,
         lossy_utf8,
+        form_value: form_value.filter(|_| format == Format::Json),
     })
+}
+
+/// Undoes mod_json_cdr's `encode=true` when `encode-values` is also on (its default).
+///
+/// Then every variable value is already `%XX`-encoded, and `switch_url_encode` leaves
+/// those escapes alone while escaping the JSON's own `"` as `%22` too: a `%22` from a
+/// value (`caller_id` is `%22Bob%22%20%3C2001%3E`) and a string's closing quote are the
+/// same bytes, and decoding the form once yields broken JSON. This reading decodes
+/// escapes outside strings only; inside a string it keeps them (the values stay
+/// url-encoded, as `encode-values` meant), and a `%22` ends the string only when
+/// followed by what can follow a string in cJSON's unformatted output (`:` `,` `}` `]`
+/// or the end). `None` on a malformed escape or an unterminated string.
+fn json_form_decode(b: &[u8]) -> Option<Vec<u8>> {
+    let end = b.iter().position(|&c| c == b'&').unwrap_or(b.len());
+    let b = trim_newlines(&b[..end]);
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let (mut i, mut in_str) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        if c != b'%' {
+            out.push(if c == b'+' && !in_str { b' ' } else { c });
+            i += 1;
+            continue;
+        }
+        let x = hex(*b.get(i + 1)?)? << 4 | hex(*b.get(i + 2)?)?;
+        let next = &b[i + 3..];
+        let closes = next.is_empty()
+            || next[0] == b','
+            || [b"%3A", b"%7D", b"%5D"]
+                .iter()
+                .any(|e| next.len() >= 3 && next[..3].eq_ignore_ascii_case(*e));
+        match (in_str, x) {
+            (false, q) => {
+                out.push(q);
+                in_str = q == b'"';
+            }
+            (true, b'"') if closes => {
+                out.push(b'"');
+                in_str = false;
+            }
+            (true, _) => out.extend_from_slice(&b[i..i + 3]),
+        }
+        i += 3;
+    }
+    (!in_str).then_some(out)
 }
 
 fn skip_bom_ws(b: &[u8]) -> &[u8] {
@@ -294,13 +360,35 @@ fn sniff_value(v: &[u8], in_form: bool) -> Shape {
     if v.is_empty() {
         return Shape::Unknown;
     }
-    if v.iter().all(|&c| is_b64(c) || c == b'%') {
+    if is_b64_maybe_escaped(v) {
         return Shape::Known(Encoding::Base64);
     }
     if v.contains(&b' ') && v.iter().all(|&c| is_b64(c) || c == b' ') {
         return Shape::Base64FormDecoded;
     }
     Shape::Unknown
+}
+
+/// Base64 characters, where `+ / =` may be percent-encoded (`%2B %2F %3D`, any case).
+fn is_b64_maybe_escaped(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' {
+            let esc = v.get(i + 1..i + 3).unwrap_or(b"");
+            if ![b"2B", b"2F", b"3D"]
+                .iter()
+                .any(|e| esc.eq_ignore_ascii_case(*e))
+            {
+                return false;
+            }
+            i += 3;
+        } else if is_b64(v[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// `%3C` / `%7B` after any encoded whitespace or BOM (`+`, `%20`, `%09`, `%0A`, `%0D`,
@@ -483,7 +571,13 @@ pub fn decode_err_log_contents(contents: &[u8]) -> Result<Payload<'_>, ParseErro
         Shape::Base64FormDecoded => return Err(ParseError::Base64FormDecoded),
         Shape::Unknown => return Err(ParseError::Unrecognized),
     };
-    payload(undo_value(encoding, contents, 0)?, encoding, None)
+    let form_value = (encoding == Encoding::UrlEncoded).then_some(contents);
+    payload(
+        undo_value(encoding, contents, 0)?,
+        encoding,
+        None,
+        form_value,
+    )
 }
 
 /// Parses an err-log-dir file: the name must be `[a_]<uuid>.cdr.xml|json` and its uuid
