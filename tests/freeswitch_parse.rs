@@ -250,7 +250,7 @@ fn json_a_leg() -> Cdr {
                     flaw_total: Some(250),
                     quality_percentage: Some(97.0),
                     // cJSON's "%1.17g" of do_mos(97), not a rounded 4.47.
-                    mos: Some(4.470_369_000_000_000_7),
+                    mos: Some("4.4703690000000007".parse().unwrap()),
                 },
                 outbound: OutboundStats {
                     raw_bytes: Some(1719828),
@@ -779,7 +779,7 @@ fn base64_through_a_form_decoder_is_a_clear_error() {
     }
     let e = fs::parse_err_log_file(
         &fs::err_log_file_name(A_UUID, true),
-        mangled[4..].as_bytes(),
+        &mangled.as_bytes()[4..],
     );
     assert_eq!(e, Err(ParseError::Base64FormDecoded));
 }
@@ -1143,6 +1143,32 @@ fn first_occurrence_wins_and_error_periods_are_bounded() {
     assert_eq!(
         c.invalid,
         vec![inv("audio.error_log", InvalidReason::TooMany)]
+    );
+}
+
+#[test]
+fn eight_mib_bodies_parse_in_one_pass() {
+    let filler = "    <some_var>some%20value%20that%20is%20long</some_var>\n".repeat(150_000);
+    let doc = fixture_str("a-leg-good.xml")
+        .replace("  <variables>\n", &format!("  <variables>\n{filler}"));
+    assert!(doc.len() > 8 << 20);
+    let started = std::time::Instant::now();
+    for enc in [Encoding::TextXml, Encoding::UrlEncoded, Encoding::Base64] {
+        let (ct, body) = fs::encode(&doc, enc);
+        assert_eq!(parse_ok(Some(ct), &body), good_a_leg(), "{enc:?}");
+    }
+    let vars: String = (0..150_000)
+        .map(|i| format!("\"v{i}\":\"some%20value%20that%20is%20long\","))
+        .collect();
+    let json = fixture_str("json-encoded-values.json")
+        .replace("\"variables\":{", &format!("\"variables\":{{{vars}"));
+    assert!(json.len() > 5 << 20);
+    assert_eq!(parse_ok(None, json.as_bytes()), json_a_leg());
+    // Generous: a quadratic step would take minutes, not seconds.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
     );
 }
 

@@ -105,7 +105,8 @@ pub struct Cdr {
     /// Whether variable values were url-decoded. XML: always. JSON: decided per document
     /// (mod_json_cdr's `encode-values`), see the module docs.
     pub values_url_encoded: bool,
-    /// Fields that were present but unusable, in document order, each field at most once.
+    /// Fields that were present but unusable, each at most once, in the order found
+    /// (JSON: the variables come last).
     pub invalid: Vec<InvalidField>,
 }
 
