@@ -5,6 +5,7 @@
 
 pub mod cdr;
 pub mod config;
+pub mod freeswitch;
 pub mod http;
 pub mod ingest;
 pub mod log_limit;
