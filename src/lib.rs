@@ -8,6 +8,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod quality;
+pub mod rtpengine;
 pub mod rules;
 pub mod sim;
 pub mod store;
