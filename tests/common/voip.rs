@@ -86,6 +86,18 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
+            // SIGTERM first: Kamailio's main process then stops and reaps its workers
+            // (a SIGKILL would leave them to init as zombies).
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
             // The group id is the child's pid (process_group(0)).
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", self.child.id())])
