@@ -89,6 +89,17 @@ fn kamailio_check(kamailio: &Path, cfg: &Path, extra: &[&str]) -> Result<(), Str
 enum Variant {
     Native,
     Kemi,
+    /// kamailio.cfg with -A WITH_ACC_JSON: acc_json builds the BYE's report.
+    AccJson,
+}
+
+impl Variant {
+    fn defines(self) -> &'static [&'static str] {
+        match self {
+            Variant::AccJson => &["-A", "WITH_ACC_JSON"],
+            _ => &[],
+        }
+    }
 }
 
 struct Stack {
@@ -186,6 +197,7 @@ fn start_stack(variant: Variant) -> Stack {
     let sip_port = voip::free_udp_port();
     let (file, node) = match variant {
         Variant::Native => ("kamailio.cfg", "e2e-native"),
+        Variant::AccJson => ("kamailio.cfg", "e2e-acc-json"),
         Variant::Kemi => ("kamailio-kemi.cfg", "e2e-kemi"),
     };
     let shipped = std::fs::read_to_string(example(file)).unwrap();
@@ -206,12 +218,13 @@ fn start_stack(variant: Variant) -> Stack {
     }
     let cfg = dir.path().join(file);
     std::fs::write(&cfg, with_defines(&shipped, &defines)).unwrap();
-    if let Err(out) = kamailio_check(&kamailio_bin, &cfg, &[]) {
+    if let Err(out) = kamailio_check(&kamailio_bin, &cfg, variant.defines()) {
         panic!("kamailio -c -f {} failed:\n{out}", cfg.display());
     }
 
     let mut cmd = Command::new(&kamailio_bin);
-    cmd.arg("-DD") // no daemon, workers as children
+    cmd.args(variant.defines())
+        .arg("-DD") // no daemon, workers as children
         .arg("-E") // log to stderr
         .arg("-f")
         .arg(&cfg)
@@ -430,8 +443,8 @@ fn check_identity(stack: &Stack, call: &CallOutcome) {
     );
     assert_eq!(r.node.as_deref(), Some(stack.node));
     let tenant = match stack.variant {
-        Variant::Native => None,            // the shipped default: no tenant
-        Variant::Kemi => Some("127.0.0.1"), // MOS_TENANT_BY_DOMAIN=1: the caller's domain
+        Variant::Native | Variant::AccJson => None, // the shipped default: no tenant
+        Variant::Kemi => Some("127.0.0.1"),         // MOS_TENANT_BY_DOMAIN=1: the caller's domain
     };
     assert_eq!(r.tenant.as_deref(), tenant);
     assert_eq!(r.event, Some(EndEvent::Bye));
@@ -569,11 +582,20 @@ fn shipped_kemi_lua_config_posts_rtpengine_mos() {
 }
 
 #[test]
+fn shipped_config_with_acc_json_posts_rtpengine_mos() {
+    run(Variant::AccJson);
+}
+
+#[test]
 fn shipped_configs_pass_kamailio_check_as_shipped() {
     let kamailio = voip::require_binary("kamailio");
-    for file in ["kamailio.cfg", "kamailio-kemi.cfg"] {
-        if let Err(out) = kamailio_check(&kamailio, &example(file), &[]) {
-            panic!("kamailio -c -f {file}:\n{out}");
+    for (file, defines) in [
+        ("kamailio.cfg", &[][..]),
+        ("kamailio.cfg", &["-A", "WITH_ACC_JSON"][..]),
+        ("kamailio-kemi.cfg", &[][..]),
+    ] {
+        if let Err(out) = kamailio_check(&kamailio, &example(file), defines) {
+            panic!("kamailio {defines:?} -c -f {file}:\n{out}");
         }
     }
     // The http_async_client variant: Debian 12 does not package that module. Where it is

@@ -424,3 +424,18 @@ fn unknown_keys_are_ignored() {
     assert!(r.invalid.is_empty());
     assert_eq!(r.overall.average.unwrap().mos, Some(4.0));
 }
+
+#[test]
+fn real_acc_json_record_without_mos() {
+    // Queued by acc_json (kamailio.cfg -A WITH_ACC_JSON) in the harness for a call without
+    // RTCP: every MOS extra is "", tenant too, and acc adds callid, method, sip_code, time.
+    let r = rtpengine::parse(&fixture("acc-json-no-mos.json")).unwrap();
+    assert!(r.invalid.is_empty(), "{:?}", r.invalid);
+    assert!(!r.has_mos());
+    assert_eq!(r.overall, Default::default());
+    assert_eq!(r.tenant, None);
+    assert_eq!(r.node.as_deref(), Some("e2e-acc-json"));
+    assert_eq!(r.call_id.as_str(), Some("cdr\"exp\\1-10594@127.0.0.1"));
+    assert_eq!(r.event, Some(EndEvent::Bye));
+    assert_eq!(r.b.label.as_deref(), Some("callee"));
+}
