@@ -200,12 +200,15 @@ impl Endpoint {
 /// One POST the capture server received.
 #[derive(Debug, Clone)]
 pub struct Post {
+    /// The status the server answered.
+    pub status: u16,
     pub path: String,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
 }
 
-/// An HTTP/1.1 server on 127.0.0.1:0 that answers every POST 200 and keeps its body.
+/// An HTTP/1.1 server on 127.0.0.1:0 that keeps every POST's body and answers 200, or
+/// 503 to the first `fail_first` POSTs (an exporter that is briefly unavailable).
 pub struct Capture {
     pub addr: SocketAddr,
     pub posts: Arc<Mutex<Vec<Post>>>,
@@ -213,19 +216,20 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn start() -> Capture {
+    pub fn start(fail_first: usize) -> Capture {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind capture server");
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let posts = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (posts.clone(), stop.clone());
+        let failures = Arc::new(std::sync::atomic::AtomicUsize::new(fail_first));
         thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let p = p.clone();
-                        thread::spawn(move || serve(conn, p));
+                        let (p, f) = (p.clone(), failures.clone());
+                        thread::spawn(move || serve(conn, p, f));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -245,7 +249,11 @@ impl Drop for Capture {
     }
 }
 
-fn serve(conn: TcpStream, posts: Arc<Mutex<Vec<Post>>>) {
+fn serve(
+    conn: TcpStream,
+    posts: Arc<Mutex<Vec<Post>>>,
+    failures: Arc<std::sync::atomic::AtomicUsize>,
+) {
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut w = conn.try_clone().expect("clone");
@@ -286,16 +294,25 @@ fn serve(conn: TcpStream, posts: Arc<Mutex<Vec<Post>>>) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
+        let fail = method == "POST"
+            && failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        let status = if fail { 503 } else { 200 };
         if method == "POST" {
             posts.lock().unwrap().push(Post {
+                status,
                 path,
                 content_type: ctype,
                 body,
             });
         }
-        if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .is_err()
-        {
+        let reply: &[u8] = if fail {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        };
+        if w.write_all(reply).is_err() {
             return;
         }
     }
