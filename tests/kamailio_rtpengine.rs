@@ -78,7 +78,10 @@ fn kamailio_check(kamailio: &Path, cfg: &Path, extra: &[&str]) -> Result<(), Str
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    if out.status.success() && text.contains("config file ok") {
+    if out.status.success()
+        && text.contains("config file ok")
+        && !text.contains("warning in config")
+    {
         Ok(())
     } else {
         Err(text)
