@@ -4,7 +4,7 @@
 //! the BYE the config must POST the MOS rtpengine computed, which our parser must read.
 //! A second call without RTCP must be reported without MOS.
 //!
-//! Needs: kamailio (5.6) with its utils, extra, json and lua module packages,
+//! Needs: kamailio (5.6) with its utils, extra and lua module packages,
 //! rtpengine-daemon (10.5) and sip-tester (SIPp 3.6). It fails, never skips, without them.
 
 #[path = "common/voip.rs"]

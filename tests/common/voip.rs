@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The Debian 12 packages the test needs, for error messages.
 pub const INSTALL: &str = "apt-get install -y kamailio kamailio-utils-modules \
-    kamailio-extra-modules kamailio-json-modules kamailio-lua-modules rtpengine-daemon sip-tester";
+    kamailio-extra-modules kamailio-lua-modules rtpengine-daemon sip-tester";
 
 /// Path of a binary on PATH (or the usual sbin dirs); panics with the install line if absent.
 pub fn require_binary(name: &str) -> PathBuf {
