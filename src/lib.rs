@@ -12,6 +12,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod quality;
+pub mod rtpengine;
 pub mod rules;
 pub mod sim;
 pub mod store;
