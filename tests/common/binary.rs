@@ -110,6 +110,20 @@ impl Exporter {
         }
     }
 
+    /// SIGTERM, waits for the exit, and returns every line it wrote (all of them read).
+    pub fn lines_after_exit(self) -> Vec<String> {
+        let lines = self.lines.clone();
+        let st = self.sigterm();
+        assert!(st.success(), "{st}");
+        // The reader thread drops its handle at EOF, right after the exit.
+        let end = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&lines) > 1 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let v = lines.lock().unwrap().clone();
+        v
+    }
+
     /// SIGKILL: no final snapshot, no flush.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
