@@ -4,12 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# promtool and prometheus (Debian's prometheus package), amtool and the Alertmanager
-# (prometheus-alertmanager) are needed by the exposition, rule and end-to-end tests; those
-# tests fail loudly, never skip, when they are missing.
+# What the tests need from Debian; each test fails loudly, never skips, when it is missing:
+# - promtool and prometheus (prometheus), amtool and the Alertmanager (prometheus-alertmanager):
+#   exposition, rule and end-to-end tests;
+# - Kamailio with http_client (kamailio-utils-modules), jansson/acc_json (kamailio-extra-modules)
+#   and KEMI Lua (kamailio-lua-modules), rtpengine (rtpengine-daemon), SIPp (sip-tester): the
+#   real Kamailio + rtpengine test;
+# - dpkg-shlibdeps (dpkg-dev), strip (binutils), systemd-analyze (systemd), deb-systemd-helper
+#   (init-system-helpers), strace: the Debian package test.
 need=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 { command -v amtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need+=("$1"); }
+for p in kamailio kamailio-utils-modules kamailio-extra-modules kamailio-lua-modules \
+  rtpengine-daemon sip-tester dpkg-dev binutils systemd init-system-helpers strace; do
+  pkg "$p"
+done
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -186,7 +186,7 @@ impl Endpoint {
         for _ in 0..200 {
             let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind");
             let port = rtp.local_addr().unwrap().port();
-            if port % 2 != 0 || port == u16::MAX {
+            if !port.is_multiple_of(2) || port == u16::MAX {
                 continue;
             }
             if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
@@ -452,7 +452,7 @@ fn run_side(
             thread::sleep(when - now);
         }
         let ts = k * 160;
-        if seq % plan.drop_every != 0 {
+        if !seq.is_multiple_of(plan.drop_every) {
             let mut pkt = Vec::with_capacity(172);
             pkt.extend_from_slice(&[0x80, 0]); // V=2, PT 0 (PCMU)
             pkt.extend_from_slice(&seq.to_be_bytes());
