@@ -11,7 +11,7 @@ use crate::metrics::{values, LabelId, Metrics};
 use crate::quality::{self, BurstGap, CodecTable};
 use crate::tracker::{
     CallEnded, CallStarted, EvictReason, Evicted, Eviction, Index, Kind, Leg, LegStarted,
-    LegUpdated, Limits, SessionState, Tracker, Unknown, FRESH_INDEX,
+    LegUpdated, Limits, Media, SessionState, Tracker, Unknown, FRESH_INDEX,
 };
 use crate::warn_limited;
 
@@ -357,7 +357,7 @@ impl Ingest {
                 self.invalid(st, e, inv.reason, Some(idx), out);
                 // An end record we could not read still ends its object, so gauges don't stick.
                 if let Some(obj) = inv.object {
-                    self.end_unreadable(st, &e.header.record_type, obj, now);
+                    self.end_unreadable(st, &e.header.record_type, obj);
                 }
             }
         }
@@ -387,8 +387,7 @@ impl Ingest {
         out.invalid += 1;
     }
 
-    fn end_unreadable(&self, st: &mut State, t: &RecordType, obj: ObjectRef, _now: u64) {
-        let m = &*self.metrics;
+    fn end_unreadable(&self, st: &mut State, t: &RecordType, obj: ObjectRef) {
         let cb = st.call_bridge();
         match (t, obj) {
             (RecordType::CallEnd, ObjectRef::Call(id)) => {
@@ -400,11 +399,19 @@ impl Ingest {
                     self.leg_gone(cb, &l);
                 }
             }
-            (RecordType::RecordingEnd, ObjectRef::Recording(id)) if st.recording_end(id) => {
-                m.recordings_active.with([cb], |g| g.add(-1));
+            (RecordType::RecordingEnd, ObjectRef::Recording(id))
+                if st.media_end(Media::Recording, id.0) =>
+            {
+                self.media_families(Media::Recording)
+                    .0
+                    .with([cb], |g| g.add(-1));
             }
-            (RecordType::StreamingEnd, ObjectRef::Streaming(id)) if st.streaming_end(id) => {
-                m.streamings_active.with([cb], |g| g.add(-1));
+            (RecordType::StreamingEnd, ObjectRef::Streaming(id))
+                if st.media_end(Media::Streaming, id.0) =>
+            {
+                self.media_families(Media::Streaming)
+                    .0
+                    .with([cb], |g| g.add(-1));
             }
             _ => {}
         }
@@ -428,10 +435,10 @@ impl Ingest {
             Record::CallLegStart(r) => self.leg_start(st, r, now),
             Record::CallLegUpdate(r) => self.leg_update(st, r, now),
             Record::CallLegEnd(r) => self.leg_end(st, r),
-            Record::RecordingStart(r) => self.recording_start(st, r.id, now),
-            Record::RecordingEnd(r) => self.recording_end(st, r.id),
-            Record::StreamingStart(r) => self.streaming_start(st, r.id, now),
-            Record::StreamingEnd(r) => self.streaming_end(st, r.id),
+            Record::RecordingStart(r) => self.media_start(st, Media::Recording, r.id.0, now),
+            Record::RecordingEnd(r) => self.media_end(st, Media::Recording, r.id.0),
+            Record::StreamingStart(r) => self.media_start(st, Media::Streaming, r.id.0, now),
+            Record::StreamingEnd(r) => self.media_end(st, Media::Streaming, r.id.0),
             Record::Unknown => {}
         }
     }
@@ -567,44 +574,52 @@ impl Ingest {
         self.leg_quality(cb, tenant, r);
     }
 
-    fn recording_start(&self, st: &mut State, id: cdr::RecordingId, now: u64) {
-        let m = &*self.metrics;
-        let cb = st.call_bridge();
-        if st.recording_start(id, now) {
-            m.recordings_active.with([cb], |g| g.add(1));
+    /// The active gauge and the started and ended counters of recordings or streamings,
+    /// and the record type of its end.
+    fn media_families(
+        &self,
+        m: Media,
+    ) -> (
+        &crate::metrics::Family<1, crate::metrics::Gauge>,
+        &crate::metrics::Family<1, crate::metrics::Counter>,
+        &crate::metrics::Family<1, crate::metrics::Counter>,
+        usize,
+    ) {
+        let x = &*self.metrics;
+        match m {
+            Media::Recording => (
+                &x.recordings_active,
+                &x.recordings_started,
+                &x.recordings_ended,
+                6,
+            ),
+            Media::Streaming => (
+                &x.streamings_active,
+                &x.streamings_started,
+                &x.streamings_ended,
+                8,
+            ),
         }
-        m.recordings_started.with([cb], |c| c.inc());
     }
 
-    fn recording_end(&self, st: &mut State, id: cdr::RecordingId) {
-        let m = &*self.metrics;
+    fn media_start(&self, st: &mut State, m: Media, id: cdr::Id, now: u64) {
         let cb = st.call_bridge();
-        if st.recording_end(id) {
-            m.recordings_active.with([cb], |g| g.add(-1));
+        let (active, started, _, _) = self.media_families(m);
+        if st.media_start(m, id, now) {
+            active.with([cb], |g| g.add(1));
+        }
+        started.with([cb], |c| c.inc());
+    }
+
+    fn media_end(&self, st: &mut State, m: Media, id: cdr::Id) {
+        let cb = st.call_bridge();
+        let (active, _, ended, end_type) = self.media_families(m);
+        if st.media_end(m, id) {
+            active.with([cb], |g| g.add(-1));
         } else {
-            self.unmatched(cb, 6);
+            self.unmatched(cb, end_type);
         }
-        m.recordings_ended.with([cb], |c| c.inc());
-    }
-
-    fn streaming_start(&self, st: &mut State, id: cdr::StreamingId, now: u64) {
-        let m = &*self.metrics;
-        let cb = st.call_bridge();
-        if st.streaming_start(id, now) {
-            m.streamings_active.with([cb], |g| g.add(1));
-        }
-        m.streamings_started.with([cb], |c| c.inc());
-    }
-
-    fn streaming_end(&self, st: &mut State, id: cdr::StreamingId) {
-        let m = &*self.metrics;
-        let cb = st.call_bridge();
-        if st.streaming_end(id) {
-            m.streamings_active.with([cb], |g| g.add(-1));
-        } else {
-            self.unmatched(cb, 8);
-        }
-        m.streamings_ended.with([cb], |c| c.inc());
+        ended.with([cb], |c| c.inc());
     }
 
     /// Call quality from a callLegEnd: MOS, loss, alarms, codec mix, video, encryption, usage.
@@ -769,13 +784,9 @@ impl Ingest {
                     self.leg_gone(cb, l);
                     n[Kind::CallLeg as usize] += 1;
                 }
-                Evicted::Recording => {
-                    m.recordings_active.with([cb], |g| g.add(-1));
-                    n[Kind::Recording as usize] += 1;
-                }
-                Evicted::Streaming => {
-                    m.streamings_active.with([cb], |g| g.add(-1));
-                    n[Kind::Streaming as usize] += 1;
+                Evicted::Media(media) => {
+                    self.media_families(*media).0.with([cb], |g| g.add(-1));
+                    n[media.kind() as usize] += 1;
                 }
             }
         }

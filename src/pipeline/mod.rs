@@ -560,31 +560,40 @@ impl prometheus_client::collector::Collector for StoreCollector {
 }
 
 impl Pipeline {
-    /// How long to wait between snapshots, and an error path for the loop.
+    /// Snapshots every `every` (the first after one period).
     pub async fn snapshot_every(self: Arc<Self>, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
+        periodically(every, || async {
             if let Err(e) = self.snapshot().await {
                 tracing::error!(error = %e, "snapshot failed; the journal keeps growing until one succeeds");
             }
-        }
+        })
+        .await
     }
 
     /// The max-age sweep, every `every`.
     pub async fn sweep_every(self: Arc<Self>, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
+        periodically(every, || async {
             let n = self.sweep(unix_now()).await;
             if n > 0 {
                 tracing::info!(evicted = n, "evicted objects past tracking.max_age_seconds");
             }
             tracing::debug!(evicted = n, "max-age sweep done");
-        }
+        })
+        .await
+    }
+}
+
+/// Runs `f` every `every`, a late run delaying the next rather than bunching up.
+async fn periodically<F, Fut>(every: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        f().await;
     }
 }

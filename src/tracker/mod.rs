@@ -14,7 +14,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-use crate::cdr::{CallId, CallLegId, Id, RecordingId, SessionId, StreamingId};
+use crate::cdr::{CallId, CallLegId, Id, SessionId};
 use cow_map::{CowMap, ShardKey};
 pub use seen::Seen;
 
@@ -28,7 +28,30 @@ macro_rules! shard_by_id {
         }
     )*};
 }
-shard_by_id!(CallId, CallLegId, RecordingId, StreamingId);
+shard_by_id!(CallId, CallLegId);
+
+impl ShardKey for Id {
+    fn shard(&self) -> usize {
+        (self.0 as usize) ^ ((self.0 >> 64) as usize)
+    }
+}
+
+/// Recordings and streamings: objects with a start and an end record and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    Recording,
+    Streaming,
+}
+
+impl Media {
+    pub const ALL: [Media; 2] = [Media::Recording, Media::Streaming];
+    pub fn kind(self) -> Kind {
+        match self {
+            Media::Recording => Kind::Recording,
+            Media::Streaming => Kind::Streaming,
+        }
+    }
+}
 
 /// What the tracker holds, one gauge value each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,8 +204,7 @@ impl<L> Leg<L> {
 pub enum Evicted<L> {
     Call(Call<L>),
     Leg(Leg<L>),
-    Recording,
-    Streaming,
+    Media(Media),
 }
 
 /// Objects evicted together, for one reason, from one session.
@@ -267,8 +289,8 @@ pub struct SessionState<L> {
     retired: bool,
     calls: CowMap<CallId, Call<L>>,
     legs: CowMap<CallLegId, Leg<L>>,
-    recordings: CowMap<RecordingId, u64>,
-    streamings: CowMap<StreamingId, u64>,
+    /// Recordings and streamings (by [`Media`]) and when they started.
+    media: [CowMap<Id, u64>; 2],
     unknown: Unknown<L>,
     counts: Arc<Counts>,
     limits: Limits,
@@ -504,36 +526,20 @@ impl<L: Copy + PartialEq> SessionState<L> {
         self.take_leg(&id)
     }
 
-    /// Returns true if the recording was not tracked yet.
-    pub fn recording_start(&mut self, id: RecordingId, now: u64) -> bool {
-        let new = self.recordings.insert(id, now).is_none();
+    /// Returns true if the recording or streaming was not tracked yet.
+    pub fn media_start(&mut self, m: Media, id: Id, now: u64) -> bool {
+        let new = self.media[m as usize].insert(id, now).is_none();
         if new {
-            self.counts.add(Kind::Recording, 1);
+            self.counts.add(m.kind(), 1);
         }
         new
     }
 
-    /// Returns true if the recording was tracked.
-    pub fn recording_end(&mut self, id: RecordingId) -> bool {
-        let had = self.recordings.remove(&id).is_some();
+    /// Returns true if the recording or streaming was tracked.
+    pub fn media_end(&mut self, m: Media, id: Id) -> bool {
+        let had = self.media[m as usize].remove(&id).is_some();
         if had {
-            self.counts.add(Kind::Recording, -1);
-        }
-        had
-    }
-
-    pub fn streaming_start(&mut self, id: StreamingId, now: u64) -> bool {
-        let new = self.streamings.insert(id, now).is_none();
-        if new {
-            self.counts.add(Kind::Streaming, 1);
-        }
-        new
-    }
-
-    pub fn streaming_end(&mut self, id: StreamingId) -> bool {
-        let had = self.streamings.remove(&id).is_some();
-        if had {
-            self.counts.add(Kind::Streaming, -1);
+            self.counts.add(m.kind(), -1);
         }
         had
     }
@@ -543,8 +549,8 @@ impl<L: Copy + PartialEq> SessionState<L> {
         match k {
             Kind::Call => self.calls.len(),
             Kind::CallLeg => self.legs.len(),
-            Kind::Recording => self.recordings.len(),
-            Kind::Streaming => self.streamings.len(),
+            Kind::Recording => self.media[Media::Recording as usize].len(),
+            Kind::Streaming => self.media[Media::Streaming as usize].len(),
             Kind::Session => 1,
         }
     }
@@ -552,44 +558,25 @@ impl<L: Copy + PartialEq> SessionState<L> {
     /// Removes every object (the Call Bridge restarted: they are gone with it).
     fn drain_all(&mut self) -> Vec<Evicted<L>> {
         let mut out = Vec::with_capacity(self.object_count());
-        let (c, l, r, s) = (
-            self.calls.len() as i64,
-            self.legs.len() as i64,
-            self.recordings.len() as i64,
-            self.streamings.len() as i64,
-        );
+        self.counts.add(Kind::Call, -(self.calls.len() as i64));
         out.extend(
             self.calls
                 .drain()
                 .into_iter()
                 .map(|(_, c)| Evicted::Call(c)),
         );
+        self.counts.add(Kind::CallLeg, -(self.legs.len() as i64));
         out.extend(self.legs.drain().into_iter().map(|(_, l)| Evicted::Leg(l)));
-        out.extend(
-            self.recordings
-                .drain()
-                .into_iter()
-                .map(|_| Evicted::Recording),
-        );
-        out.extend(
-            self.streamings
-                .drain()
-                .into_iter()
-                .map(|_| Evicted::Streaming),
-        );
-        for (k, n) in [
-            (Kind::Call, c),
-            (Kind::CallLeg, l),
-            (Kind::Recording, r),
-            (Kind::Streaming, s),
-        ] {
-            self.counts.add(k, -n);
+        for m in Media::ALL {
+            let gone = self.media[m as usize].drain();
+            self.counts.add(m.kind(), -(gone.len() as i64));
+            out.extend(gone.into_iter().map(|_| Evicted::Media(m)));
         }
         out
     }
 
     fn object_count(&self) -> usize {
-        self.calls.len() + self.legs.len() + self.recordings.len() + self.streamings.len()
+        self.calls.len() + self.legs.len() + self.media.iter().map(CowMap::len).sum::<usize>()
     }
 
     /// Removes a call and the legs still attached to it.
@@ -626,12 +613,11 @@ impl<L: Copy + PartialEq> SessionState<L> {
         for id in legs {
             out.extend(self.take_leg(&id).map(Evicted::Leg));
         }
-        let r = self.recordings.extract_if(|_, since| *since < cutoff);
-        self.counts.add(Kind::Recording, -(r.len() as i64));
-        out.extend(r.into_iter().map(|_| Evicted::Recording));
-        let s = self.streamings.extract_if(|_, since| *since < cutoff);
-        self.counts.add(Kind::Streaming, -(s.len() as i64));
-        out.extend(s.into_iter().map(|_| Evicted::Streaming));
+        for m in Media::ALL {
+            let gone = self.media[m as usize].extract_if(|_, since| *since < cutoff);
+            self.counts.add(m.kind(), -(gone.len() as i64));
+            out.extend(gone.into_iter().map(|_| Evicted::Media(m)));
+        }
         out
     }
 
@@ -661,17 +647,16 @@ impl<L: Copy + PartialEq> SessionState<L> {
                         out.extend(self.take_leg(&id).map(Evicted::Leg));
                     }
                 }
-                Kind::Recording => {
-                    for id in oldest(self.recordings.iter().map(|(k, s)| (*s, *k)), n) {
-                        if self.recording_end(id) {
-                            out.push(Evicted::Recording);
-                        }
-                    }
-                }
-                Kind::Streaming => {
-                    for id in oldest(self.streamings.iter().map(|(k, s)| (*s, *k)), n) {
-                        if self.streaming_end(id) {
-                            out.push(Evicted::Streaming);
+                Kind::Recording | Kind::Streaming => {
+                    let m = if kind == Kind::Recording {
+                        Media::Recording
+                    } else {
+                        Media::Streaming
+                    };
+                    let ids = oldest(self.media[m as usize].iter().map(|(k, s)| (*s, *k)), n);
+                    for id in ids {
+                        if self.media_end(m, id) {
+                            out.push(Evicted::Media(m));
                         }
                     }
                 }
@@ -779,8 +764,7 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
             retired: false,
             calls: CowMap::default(),
             legs: CowMap::default(),
-            recordings: CowMap::default(),
-            streamings: CowMap::default(),
+            media: Default::default(),
             unknown: self.unknown,
             counts: self.counts.clone(),
             limits: self.limits,
@@ -1035,8 +1019,7 @@ struct SessionCopy<L> {
     retired: bool,
     calls: CowMap<CallId, Call<L>>,
     legs: CowMap<CallLegId, Leg<L>>,
-    recordings: CowMap<RecordingId, u64>,
-    streamings: CowMap<StreamingId, u64>,
+    media: [CowMap<Id, u64>; 2],
 }
 
 impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
@@ -1057,8 +1040,7 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
                     retired: st.retired,
                     calls: st.calls.clone(),
                     legs: st.legs.clone(),
-                    recordings: st.recordings.clone(),
-                    streamings: st.streamings.clone(),
+                    media: st.media.clone(),
                 }
             })
             .collect();
@@ -1098,11 +1080,13 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
                 };
                 st.legs.insert(CallLegId(Id(*lid)), leg);
             }
-            for (rid, since) in &s.recordings {
-                st.recordings.insert(RecordingId(Id(*rid)), *since);
-            }
-            for (sid, since) in &s.streamings {
-                st.streamings.insert(StreamingId(Id(*sid)), *since);
+            for (m, list) in [
+                (Media::Recording, &s.recordings),
+                (Media::Streaming, &s.streamings),
+            ] {
+                for (id, since) in list {
+                    st.media[m as usize].insert(Id(*id), *since);
+                }
             }
             for k in Kind::ALL {
                 self.counts.add(k, st.count(k) as i64);
@@ -1156,8 +1140,14 @@ impl<L: Copy> TrackerCopy<L> {
                         (id.0 .0, l.call().map(|c| c.0 .0), labels, l.since as u64)
                     })
                     .collect(),
-                recordings: s.recordings.iter().map(|(id, t)| (id.0 .0, *t)).collect(),
-                streamings: s.streamings.iter().map(|(id, t)| (id.0 .0, *t)).collect(),
+                recordings: s.media[Media::Recording as usize]
+                    .iter()
+                    .map(|(id, t)| (id.0, *t))
+                    .collect(),
+                streamings: s.media[Media::Streaming as usize]
+                    .iter()
+                    .map(|(id, t)| (id.0, *t))
+                    .collect(),
             })
             .collect();
         TrackerSnapshot {
@@ -1391,7 +1381,7 @@ mod tests {
             st.call_start(call(1), 2, 3, 1);
             st.leg_start(leg(1), Some(call(1)), 1, 1, 1);
             st.leg_start(leg(2), Some(call(9)), 1, 1, 1);
-            st.recording_start(RecordingId(Id(5)), 1);
+            st.media_start(Media::Recording, Id(5), 1);
         }
         let copy = t.copy();
         // Writes after the copy do not change it.
