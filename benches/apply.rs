@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use cdr_exporter::cdr::{self, Batch, Record};
 use cdr_exporter::config::Config;
-use cdr_exporter::ingest::Source;
-use cdr_exporter::metrics::Format;
+use cdr_exporter::ingest::Origin;
 use cdr_exporter::App;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
@@ -230,8 +229,8 @@ fn bodies(n: u64) -> Bodies {
     Bodies { warm, starts, ends }
 }
 
-fn src() -> Source<'static> {
-    Source {
+fn src() -> Origin<'static> {
+    Origin {
         query_call_bridge: None,
         peer: None,
     }
@@ -249,7 +248,7 @@ fn prepared(warm: &Batch<'_>, starts: &Batch<'_>) -> App {
 fn scraped(app: &App, name: &str) -> f64 {
     app.state
         .exposition
-        .encode(Format::Text004)
+        .encode_text()
         .lines()
         .filter(|l| l.split(['{', ' ']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -292,7 +291,7 @@ fn check(b: &Bodies, n: u64) {
     );
     assert_eq!(scraped(&app, "cdr_exporter_records_unmatched_total"), 0.0);
     // Tenants came from the calls: no leg ended under `unknown`.
-    let text = app.state.exposition.encode(Format::Text004);
+    let text = app.state.exposition.encode_text();
     assert!(!text
         .lines()
         .any(|l| l.starts_with("cms_call_legs_ended_total{") && l.contains("tenant=\"unknown\"")));
@@ -303,7 +302,7 @@ fn check(b: &Bodies, n: u64) {
 fn sample_lines(app: &App) -> usize {
     app.state
         .exposition
-        .encode(Format::Text004)
+        .encode_text()
         .lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with("process_"))
         .count()

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use cdr_exporter::cdr;
 use cdr_exporter::config::{Config, Labels};
-use cdr_exporter::ingest::Source;
+use cdr_exporter::ingest::Origin;
 use cdr_exporter::metrics::Format;
 use cdr_exporter::App;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -137,7 +137,7 @@ fn call_batch(br: &mut Bridge, t: u64, call: u64) -> String {
 fn series(app: &App) -> usize {
     app.state
         .exposition
-        .encode(Format::Text004)
+        .encode_text()
         .lines()
         .filter(|l| !l.starts_with('#'))
         .count()
@@ -163,7 +163,7 @@ fn populated(target: usize) -> (App, usize, u64) {
             ci: 0,
         })
         .collect();
-    let src = Source {
+    let src = Origin {
         query_call_bridge: None,
         peer: None,
     };
@@ -220,7 +220,7 @@ fn benches(c: &mut Criterion) {
     for &(label, target, loops) in sizes {
         let t0 = Instant::now();
         let (app, n, tenants) = populated(target);
-        let text = app.state.exposition.encode(Format::Text004);
+        let text = app.state.exposition.encode_text();
         let om = app.state.exposition.encode(Format::OpenMetrics);
         eprintln!(
             "SERIES {label}: {n} series ({BRIDGES} call bridges, {tenants} tenants), text {} bytes, OpenMetrics {} bytes, built in {:.1}s",
@@ -228,7 +228,7 @@ fn benches(c: &mut Criterion) {
             om.len(),
             t0.elapsed().as_secs_f64()
         );
-        assert!(text.contains("cms_call_leg_mos_bucket{") && om.ends_with("# EOF\n"));
+        assert!(text.contains("cms_call_leg_mos_bucket{") && om.ends_with(b"# EOF\n"));
         assert!(!text.contains("=\"other\""), "a label cap was reached");
         for (fname, f) in [
             ("text004", Format::Text004),

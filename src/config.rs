@@ -153,6 +153,22 @@ pub struct Labels {
     pub max_values: usize,
     /// Longest label value, in bytes; longer values become `other` (counted).
     pub max_value_bytes: usize,
+    /// Series in all families; beyond it new label combinations become `other` (counted).
+    pub max_series: usize,
+    /// Per-tenant detail: `compact` (calls, legs, MOS, alarms) or `full` (also end reasons,
+    /// packet loss and durations per tenant).
+    pub tenant_detail: TenantDetail,
+    /// Labels to drop per family, e.g. `cms_call_legs_ended_total = ["remote_teardown"]`.
+    pub drop: BTreeMap<String, Vec<String>>,
+}
+
+/// How much per-tenant detail `/metrics` carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantDetail {
+    #[default]
+    Compact,
+    Full,
 }
 
 /// The MOS estimate's assumptions (see README "How MOS is estimated").
@@ -268,6 +284,9 @@ impl Default for Labels {
             max_tenants: 2000,
             max_values: 64,
             max_value_bytes: 128,
+            max_series: 150_000,
+            tenant_detail: TenantDetail::Compact,
+            drop: BTreeMap::new(),
         }
     }
 }
@@ -464,6 +483,7 @@ impl Config {
             ("labels.max_call_bridges", self.labels.max_call_bridges),
             ("labels.max_tenants", self.labels.max_tenants),
             ("labels.max_values", self.labels.max_values),
+            ("labels.max_series", self.labels.max_series),
         ] {
             if v == 0 {
                 return bad(key, "must be positive".into());

@@ -7,10 +7,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cdr::{self, Batch, CallRef, Entry, ObjectRef, PacketStatistics, Record, RecordType};
-use crate::metrics::{values, LabelId, Metrics};
+use crate::metrics::vocab::{self as v, known};
+use crate::metrics::{Label, LabelId, Metrics, NONE, UNKNOWN};
 use crate::quality::{self, BurstGap, CodecTable};
 use crate::tracker::{
-    CallEnded, CallStarted, EvictReason, Evicted, Eviction, Index, Kind, Leg, LegStarted,
+    self, CallEnded, CallStarted, EvictReason, Evicted, Eviction, Index, Kind, Leg, LegStarted,
     LegUpdated, Limits, Media, SessionState, Tracker, Unknown, FRESH_INDEX,
 };
 use crate::warn_limited;
@@ -31,7 +32,7 @@ pub struct MosSettings {
 
 /// Where a batch came from, beside what its XML says.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Source<'a> {
+pub struct Origin<'a> {
     /// `?call_bridge=` or `?system_id=` from the receiver URI.
     pub query_call_bridge: Option<&'a str>,
     pub peer: Option<IpAddr>,
@@ -47,42 +48,73 @@ pub struct Outcome {
     pub evicted: u64,
 }
 
-type State = SessionState<LabelId>;
+/// The tracker stores the metrics' own label types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vocab;
 
-/// Label ids used on every record, interned once.
+impl tracker::Labels for Vocab {
+    type CallBridge = v::CallBridge;
+    type Tenant = v::Tenant;
+    type CallType = v::CallType;
+    type LegType = v::LegType;
+    type Direction = v::LegDirection;
+}
+
+macro_rules! handles {
+    ($($t:ty),*) => {$(
+        impl tracker::Handle for $t {
+            fn index(self) -> u32 {
+                Label::id(self).0
+            }
+            fn from_index(i: u32) -> Self {
+                Label::from_id(LabelId(i))
+            }
+        }
+    )*};
+}
+handles!(
+    v::CallBridge,
+    v::Tenant,
+    v::CallType,
+    v::LegType,
+    v::LegDirection
+);
+
+type State = SessionState<Vocab>;
+type LegOf = Leg<Vocab>;
+
+/// Label values used on every record, interned once.
 struct Fixed {
-    unknown: Unknown<LabelId>,
-    tenant_none: LabelId,
-    rt_true: LabelId,
-    rt_false: LabelId,
-    rt_unknown: LabelId,
-    reason_unknown: LabelId,
-    kind: [LabelId; 5],
-    evict: [LabelId; 5],
-    record_types: [LabelId; 9],
-    audio: LabelId,
-    video: LabelId,
-    rx: LabelId,
-    tx: LabelId,
-    codec_unknown: LabelId,
-    alarm_unknown: LabelId,
-    no_audio: LabelId,
-    no_stats: LabelId,
-    invalid_values: LabelId,
+    unknown: Unknown<Vocab>,
+    tenant_none: v::Tenant,
+    /// remoteTeardown true, false, absent
+    remote_teardown: [v::RemoteTeardown; 3],
+    reason_unknown: v::EndReason,
+    kind: [v::ObjectKind; 5],
+    evict: [v::EvictReason; 5],
+    record_types: [v::RecordType; 9],
+    audio: v::Media,
+    video: v::Media,
+    rx: v::MediaDirection,
+    tx: v::MediaDirection,
+    codec_unknown: v::Codec,
+    alarm_unknown: v::Alarm,
+    /// no_audio, no_packet_statistics, invalid_values
+    mos_unavailable: [v::MosUnavailable; 3],
     /// encrypted, unencrypted, both, none
-    encryption: [LabelId; 4],
+    encryption: [v::Encryption; 4],
     /// main_video_viewer, main_video_contributor, presentation_viewer, presentation_contributor, multistream_video
-    usage: [LabelId; 5],
+    usage: [v::MediaUsage; 5],
 }
 
 impl Fixed {
-    fn evict(&self, r: EvictReason) -> LabelId {
+    fn evict(&self, r: EvictReason) -> v::EvictReason {
         self.evict[r as usize]
     }
-    fn kind(&self, k: Kind) -> LabelId {
+    fn kind(&self, k: Kind) -> v::ObjectKind {
         self.kind[k as usize]
     }
-    fn record_type(&self, t: &RecordType) -> Option<LabelId> {
+    fn record_type(&self, t: &RecordType) -> Option<v::RecordType> {
         let i = match t {
             RecordType::CallStart => 0,
             RecordType::CallEnd => 1,
@@ -102,7 +134,7 @@ impl Fixed {
 /// Applies batches to the tracker and the metrics.
 pub struct Ingest {
     pub metrics: Arc<Metrics>,
-    tracker: Tracker<LabelId>,
+    tracker: Tracker<Vocab>,
     names: Names,
     mos: MosSettings,
     fixed: Fixed,
@@ -111,68 +143,46 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(metrics: Arc<Metrics>, limits: Limits, names: Names, mos: MosSettings) -> Ingest {
         let m = &metrics;
-        let d = &m.d;
-        let rt = |t: &RecordType| m.id(&d.record_type, t.as_str());
+        let w = &m.vocab;
         let fixed = Fixed {
             unknown: Unknown {
-                tenant: m.id(&d.tenant, values::UNKNOWN),
-                call_type: m.id(&d.call_type, values::UNKNOWN),
-                leg_type: m.id(&d.leg_type, values::UNKNOWN),
-                direction: m.id(&d.direction, values::UNKNOWN),
+                tenant: w.get(UNKNOWN),
+                call_type: w.get(UNKNOWN),
+                leg_type: w.get(UNKNOWN),
+                direction: w.get(UNKNOWN),
             },
-            tenant_none: m.id(&d.tenant, values::NONE),
-            rt_true: m.id(&d.remote_teardown, "true"),
-            rt_false: m.id(&d.remote_teardown, "false"),
-            rt_unknown: m.id(&d.remote_teardown, values::UNKNOWN),
-            reason_unknown: m.id(&d.reason, values::UNKNOWN),
-            kind: Kind::ALL.map(|k| m.id(&d.kind, k.as_str())),
-            evict: EvictReason::ALL.map(|r| m.id(&d.evict_reason, r.as_str())),
-            record_types: [
-                RecordType::CallStart,
-                RecordType::CallEnd,
-                RecordType::CallLegStart,
-                RecordType::CallLegUpdate,
-                RecordType::CallLegEnd,
-                RecordType::RecordingStart,
-                RecordType::RecordingEnd,
-                RecordType::StreamingStart,
-                RecordType::StreamingEnd,
-            ]
-            .map(|t| rt(&t)),
-            audio: m.id(&d.media, "audio"),
-            video: m.id(&d.media, "video"),
-            rx: m.id(&d.media_direction, "rx"),
-            tx: m.id(&d.media_direction, "tx"),
-            codec_unknown: m.id(&d.codec, values::UNKNOWN),
-            alarm_unknown: m.id(&d.alarm, values::UNKNOWN),
-            no_audio: m.id(&d.mos_reason, "no_audio"),
-            no_stats: m.id(&d.mos_reason, "no_packet_statistics"),
-            invalid_values: m.id(&d.mos_reason, "invalid_values"),
-            encryption: ["encrypted", "unencrypted", "both", "none"]
-                .map(|e| m.id(&d.encryption, e)),
-            usage: std::array::from_fn(|i| {
-                m.id(&d.usage, crate::metrics::crate_known::MEDIA_USAGES[i])
-            }),
+            tenant_none: w.get(NONE),
+            remote_teardown: ["true", "false", UNKNOWN].map(|x| w.get(x)),
+            reason_unknown: w.get(UNKNOWN),
+            kind: Kind::ALL.map(|k| w.get(k.as_str())),
+            evict: EvictReason::ALL.map(|r| w.get(r.as_str())),
+            record_types: std::array::from_fn(|i| w.get(known::RECORD_TYPES[i])),
+            audio: w.get("audio"),
+            video: w.get("video"),
+            rx: w.get("rx"),
+            tx: w.get("tx"),
+            codec_unknown: w.get(UNKNOWN),
+            alarm_unknown: w.get(UNKNOWN),
+            mos_unavailable: std::array::from_fn(|i| w.get(known::MOS_UNAVAILABLE[i])),
+            encryption: std::array::from_fn(|i| w.get(known::ENCRYPTION[i])),
+            usage: std::array::from_fn(|i| w.get(known::MEDIA_USAGES[i])),
         };
         // The assumptions in force are part of every estimate: expose them.
         for (codec, imp) in mos.codecs.entries() {
-            let c = m.id(&d.codec, codec);
-            for (p, v) in [("ie", imp.ie), ("bpl", imp.bpl)] {
-                let p = m.id(&d.parameter, p);
-                m.mos_codec_impairment.with([c, p], |g| g.0.set(v));
+            let c: v::Codec = w.get(codec);
+            for (p, val) in [("ie", imp.ie), ("bpl", imp.bpl)] {
+                m.mos_codec_impairment.set((c, w.get(p)), val);
             }
         }
-        m.mos_assumed_delay
-            .with([], |g| g.0.set(mos.assumed_delay_ms / 1000.0));
+        m.mos_assumed_delay.set((), mos.assumed_delay_ms / 1000.0);
         // Rare counters exist at 0, so increase() sees their first event.
         for k in fixed.kind {
             for r in fixed.evict {
-                m.evicted_objects.with([k, r], |_| ());
+                m.evicted_objects.touch((k, r));
             }
         }
-        for r in ["max_connections", "tls_handshake"] {
-            let r = m.id(&d.conn_reason, r);
-            m.connections_rejected.with([r], |_| ());
+        for r in known::CONNECTION_REJECTS {
+            m.connections_rejected.touch((w.get(r),));
         }
         Ingest {
             tracker: Tracker::new(limits, fixed.unknown),
@@ -190,7 +200,7 @@ impl Ingest {
 
     /// The identity a batch's Call Bridge is tracked under: the `callBridge` attribute,
     /// else the receiver URI parameter, else the peer address.
-    pub fn bridge_key<'b>(batch: &'b Batch<'_>, src: &Source<'b>) -> Cow<'b, str> {
+    pub fn bridge_key<'b>(batch: &'b Batch<'_>, src: &Origin<'b>) -> Cow<'b, str> {
         if let Some(cb) = &batch.call_bridge {
             return Cow::Borrowed(cb.as_ref());
         }
@@ -203,16 +213,16 @@ impl Ingest {
         }
         match src.peer {
             Some(ip) => Cow::Owned(ip.to_canonical().to_string()),
-            None => Cow::Borrowed(values::UNKNOWN),
+            None => Cow::Borrowed(UNKNOWN),
         }
     }
 
-    fn label_value(&self, l: LabelId) -> Arc<str> {
-        self.metrics.table.resolve(l)
+    fn label_value(&self, l: impl Label) -> Arc<str> {
+        self.metrics.vocab.table.resolve(l.id())
     }
 
     /// Applies one parsed batch. `now` is the exporter's clock (Unix seconds).
-    pub fn apply(&self, batch: &Batch<'_>, src: &Source<'_>, now: f64) -> Outcome {
+    pub fn apply(&self, batch: &Batch<'_>, src: &Origin<'_>, now: f64) -> Outcome {
         let m = &*self.metrics;
         let key = Self::bridge_key(batch, src);
         let label = || {
@@ -222,7 +232,7 @@ impl Ingest {
                 .get(key.as_ref())
                 .map(String::as_str)
                 .unwrap_or(&key);
-            m.id(&m.d.call_bridge, name)
+            m.vocab.get(name)
         };
         let mut out = Outcome::default();
         let now_s = now.max(0.0) as u64;
@@ -240,10 +250,10 @@ impl Ingest {
         let mut st = begin.session.lock();
         let cb = st.call_bridge();
         if begin.new {
-            m.sessions.with([cb], |c| c.inc());
+            m.sessions.inc((cb,));
             // Series exist from the first batch, so increase() sees the first event.
-            m.records_missing.with([cb], |_| ());
-            m.records_duplicate.with([cb], |_| ());
+            m.records_missing.touch((cb,));
+            m.records_duplicate.touch((cb,));
             let first_index = batch
                 .records
                 .first()
@@ -291,16 +301,16 @@ impl Ingest {
         let ev = st.enforce_max();
         out.evicted += self.evicted(cb, EvictReason::MaxObjects, ev);
         if out.duplicates > 0 {
-            m.records_duplicate.with([cb], |c| c.inc_by(out.duplicates));
+            m.records_duplicate.inc_by((cb,), out.duplicates);
         }
         if out.missing > 0 {
-            m.records_missing.with([cb], |c| c.inc_by(out.missing));
+            m.records_missing.inc_by((cb,), out.missing);
         }
         if newest.is_finite() && out.applied > 0 {
-            m.last_record_timestamp.with([cb], |g| g.0.max(newest));
+            m.last_record_timestamp.max((cb,), newest);
         }
-        m.batches.with([cb], |c| c.inc());
-        m.last_batch_timestamp.with([cb], |g| g.0.max(now));
+        m.batches.inc((cb,));
+        m.last_batch_timestamp.max((cb,), now);
         out
     }
 
@@ -346,11 +356,8 @@ impl Ingest {
                 let t = self
                     .fixed
                     .record_type(&e.header.record_type)
-                    .unwrap_or_else(|| {
-                        let m = &self.metrics;
-                        m.id(&m.d.record_type, e.header.record_type.as_str())
-                    });
-                self.metrics.records.with([cb, t], |c| c.inc());
+                    .unwrap_or_else(|| self.metrics.vocab.get(e.header.record_type.as_str()));
+                self.metrics.records.inc((cb, t));
                 out.applied += 1;
             }
             Err(inv) => {
@@ -372,8 +379,8 @@ impl Ingest {
         out: &mut Outcome,
     ) {
         let m = &*self.metrics;
-        let r = m.id(&m.d.invalid_reason, reason.as_label());
-        m.records_invalid.with([st.call_bridge(), r], |c| c.inc());
+        let r: v::InvalidReason = m.vocab.get(reason.as_label());
+        m.records_invalid.inc((st.call_bridge(), r));
         let field = e.body.as_ref().err().map(|i| i.field).unwrap_or("");
         warn_limited!(
             call_bridge = %self.label_value(st.call_bridge()),
@@ -396,34 +403,29 @@ impl Ingest {
             }
             (RecordType::CallLegEnd, ObjectRef::CallLeg(id)) => {
                 if let Some(l) = st.leg_end(id) {
-                    self.leg_gone(cb, &l);
+                    self.leg_active(cb, &l, -1);
                 }
             }
             (RecordType::RecordingEnd, ObjectRef::Recording(id))
                 if st.media_end(Media::Recording, id.0) =>
             {
-                self.media_families(Media::Recording)
-                    .0
-                    .with([cb], |g| g.add(-1));
+                self.media_families(Media::Recording).0.add((cb,), -1);
             }
             (RecordType::StreamingEnd, ObjectRef::Streaming(id))
                 if st.media_end(Media::Streaming, id.0) =>
             {
-                self.media_families(Media::Streaming)
-                    .0
-                    .with([cb], |g| g.add(-1));
+                self.media_families(Media::Streaming).0.add((cb,), -1);
             }
             _ => {}
         }
     }
 
-    fn tenant_label(&self, tenant: Option<&str>) -> LabelId {
-        let m = &*self.metrics;
+    fn tenant_label(&self, tenant: Option<&str>) -> v::Tenant {
         match tenant {
             None => self.fixed.tenant_none,
             Some(t) => {
                 let name = self.names.tenants.get(t).map(String::as_str).unwrap_or(t);
-                m.id(&m.d.tenant, name)
+                self.metrics.vocab.get(name)
             }
         }
     }
@@ -447,22 +449,23 @@ impl Ingest {
         let m = &*self.metrics;
         let cb = st.call_bridge();
         let tenant = self.tenant_label(r.tenant.as_deref());
-        let call_type = match &r.call_type {
-            Some(t) => m.id(&m.d.call_type, t.as_str()),
-            None => self.fixed.unknown.call_type,
-        };
+        let call_type = r
+            .call_type
+            .as_ref()
+            .map_or(self.fixed.unknown.call_type, |t| m.vocab.get(t.as_str()));
         let CallStarted::Started { relabelled } = st.call_start(r.id, tenant, call_type, now)
         else {
             return; // a repeated callStart for a live call changes nothing
         };
+        // Legs that joined before the call's tenant was known move to it.
         for before in relabelled {
-            self.leg_gone(cb, &before);
-            let mut after = before;
-            after.tenant = tenant;
-            self.leg_active(cb, &after);
+            m.tenant_legs_active.add((before.tenant,), -1);
+            m.tenant_legs_active.add((tenant,), 1);
         }
-        m.calls_active.with([cb, tenant, call_type], |g| g.add(1));
-        m.calls_started.with([cb, tenant, call_type], |c| c.inc());
+        m.calls_active.add((cb, call_type), 1);
+        m.calls_started.inc((cb, call_type));
+        m.tenant_calls_active.add((tenant,), 1);
+        m.tenant_calls_started.inc((tenant,));
     }
 
     fn call_end(&self, st: &mut State, r: &cdr::CallEnd) {
@@ -477,25 +480,22 @@ impl Ingest {
             }
         };
         self.call_closed(cb, &e);
-        let key = [cb, tenant, call_type];
-        m.calls_ended.with(key, |c| c.inc());
+        m.calls_ended.inc((cb, call_type));
+        m.tenant_calls_ended.inc((tenant,));
         if let Some(d) = r.duration_seconds {
-            m.call_duration
-                .with(key, |h| h.observe(d, m.call_duration.desc.buckets));
+            m.call_duration.observe((cb,), d);
+            m.tenant_call_duration.observe((tenant,), d);
         }
         if let Some(n) = r.call_legs_max_active {
-            m.call_participants_max.with(key, |h| {
-                h.observe(n as f64, m.call_participants_max.desc.buckets)
-            });
+            m.call_participants_max.observe((cb,), n as f64);
         }
     }
 
     /// Takes an ended call, and the legs it still had, off the active gauges.
-    fn call_closed(&self, cb: LabelId, e: &CallEnded<LabelId>) {
+    fn call_closed(&self, cb: v::CallBridge, e: &CallEnded<Vocab>) {
         if let Some(c) = e.call.as_ref().filter(|c| !c.placeholder) {
-            self.metrics
-                .calls_active
-                .with([cb, c.tenant, c.call_type], |g| g.add(-1));
+            self.metrics.calls_active.add((cb, c.call_type), -1);
+            self.metrics.tenant_calls_active.add((c.tenant,), -1);
         }
         if !e.stray_legs.is_empty() {
             let objects = e.stray_legs.iter().copied().map(Evicted::Leg).collect();
@@ -510,14 +510,15 @@ impl Ingest {
         let leg_type = r
             .leg_type
             .as_ref()
-            .map_or(u.leg_type, |t| m.id(&m.d.leg_type, t.as_str()));
+            .map_or(u.leg_type, |t| m.vocab.get(t.as_str()));
         let direction = r
             .direction
             .as_ref()
-            .map_or(u.direction, |d| m.id(&m.d.direction, d.as_str()));
+            .map_or(u.direction, |d| m.vocab.get(d.as_str()));
         if let LegStarted::Started(leg) = st.leg_start(r.id, r.call, leg_type, direction, now) {
-            self.leg_active(cb, &leg);
-            m.legs_started.with([cb, leg_type, direction], |c| c.inc());
+            self.leg_active(cb, &leg, 1);
+            m.legs_started.inc((cb, leg_type, direction));
+            m.tenant_legs_started.inc((leg.tenant,));
         }
     }
 
@@ -531,14 +532,15 @@ impl Ingest {
             LegUpdated::Unchanged => {}
             LegUpdated::Moved { before, after } => {
                 if before.tenant != after.tenant {
-                    self.leg_gone(cb, &before);
-                    self.leg_active(cb, &after);
+                    let t = &self.metrics.tenant_legs_active;
+                    t.add((before.tenant,), -1);
+                    t.add((after.tenant,), 1);
                 }
             }
             LegUpdated::Adopted(leg) => {
                 // Its start was before we listened.
                 self.unmatched(cb, 3);
-                self.leg_active(cb, &leg);
+                self.leg_active(cb, &leg, 1);
             }
         }
     }
@@ -549,7 +551,7 @@ impl Ingest {
         let cb = st.call_bridge();
         let tenant = match st.leg_end(r.id) {
             Some(l) => {
-                self.leg_gone(cb, &l);
+                self.leg_active(cb, &l, -1);
                 l.tenant
             }
             None => {
@@ -560,29 +562,30 @@ impl Ingest {
         let reason = r
             .reason
             .as_ref()
-            .map_or(f.reason_unknown, |x| m.id(&m.d.reason, x.as_str()));
-        let rt = match r.remote_teardown {
-            Some(true) => f.rt_true,
-            Some(false) => f.rt_false,
-            None => f.rt_unknown,
-        };
-        m.legs_ended.with([cb, tenant, reason, rt], |c| c.inc());
+            .map_or(f.reason_unknown, |x| m.vocab.get(x.as_str()));
+        let rt = f.remote_teardown[match r.remote_teardown {
+            Some(true) => 0,
+            Some(false) => 1,
+            None => 2,
+        }];
+        m.legs_ended.inc((cb, reason, rt));
+        m.tenant_legs_ended.inc((tenant, reason));
         if let Some(d) = r.duration_seconds {
-            m.leg_duration
-                .with([cb, tenant], |h| h.observe(d, m.leg_duration.desc.buckets));
+            m.leg_duration.observe((cb,), d);
+            m.tenant_leg_duration.observe((tenant,), d);
         }
         self.leg_quality(cb, tenant, r);
     }
 
     /// The active gauge and the started and ended counters of recordings or streamings,
-    /// and the record type of its end.
+    /// and the index of its end record type.
     fn media_families(
         &self,
         m: Media,
     ) -> (
-        &crate::metrics::Family<1, crate::metrics::Gauge>,
-        &crate::metrics::Family<1, crate::metrics::Counter>,
-        &crate::metrics::Family<1, crate::metrics::Counter>,
+        &crate::metrics::Family<(v::CallBridge,), crate::metrics::Gauge>,
+        &crate::metrics::Family<(v::CallBridge,), crate::metrics::Counter>,
+        &crate::metrics::Family<(v::CallBridge,), crate::metrics::Counter>,
         usize,
     ) {
         let x = &*self.metrics;
@@ -606,36 +609,36 @@ impl Ingest {
         let cb = st.call_bridge();
         let (active, started, _, _) = self.media_families(m);
         if st.media_start(m, id, now) {
-            active.with([cb], |g| g.add(1));
+            active.add((cb,), 1);
         }
-        started.with([cb], |c| c.inc());
+        started.inc((cb,));
     }
 
     fn media_end(&self, st: &mut State, m: Media, id: cdr::Id) {
         let cb = st.call_bridge();
         let (active, _, ended, end_type) = self.media_families(m);
         if st.media_end(m, id) {
-            active.with([cb], |g| g.add(-1));
+            active.add((cb,), -1);
         } else {
             self.unmatched(cb, end_type);
         }
-        ended.with([cb], |c| c.inc());
+        ended.inc((cb,));
     }
 
     /// Call quality from a callLegEnd: MOS, loss, alarms, codec mix, video, encryption, usage.
-    fn leg_quality(&self, cb: LabelId, tenant: LabelId, r: &cdr::CallLegEnd<'_>) {
+    fn leg_quality(&self, cb: v::CallBridge, tenant: v::Tenant, r: &cdr::CallLegEnd<'_>) {
         let m = &*self.metrics;
         let f = &self.fixed;
         let dur = r.duration_seconds;
         // MOS: listening quality of the audio the Meeting Server received from the leg.
-        let unavailable = |reason: LabelId| {
-            m.leg_mos_unavailable
-                .with([cb, tenant, reason], |c| c.inc())
+        let unavailable = |i: usize| {
+            m.leg_mos_unavailable.inc((cb, f.mos_unavailable[i]));
+            m.tenant_leg_mos_unavailable.inc((tenant,));
         };
         match &r.rx_audio {
-            None => unavailable(f.no_audio),
+            None => unavailable(0),
             Some(a) => match a.packet_statistics.as_ref() {
-                None => unavailable(f.no_stats),
+                None => unavailable(1),
                 Some(ps) => {
                     let bg = burst_gap(ps);
                     let codec = self
@@ -643,10 +646,11 @@ impl Ingest {
                         .codecs
                         .get(a.codec.as_ref().map(|c| c.as_str()).unwrap_or(""));
                     match quality::mos_from_cms(codec, &bg, self.mos.assumed_delay_ms) {
-                        Ok(mos) => m
-                            .leg_mos
-                            .with([cb, tenant], |h| h.observe(mos, m.leg_mos.desc.buckets)),
-                        Err(_) => unavailable(f.invalid_values),
+                        Ok(mos) => {
+                            m.leg_mos.observe((cb,), mos);
+                            m.tenant_leg_mos.observe((tenant,), mos);
+                        }
+                        Err(_) => unavailable(2),
                     }
                     self.loss(cb, tenant, f.audio, &bg);
                 }
@@ -660,23 +664,23 @@ impl Ingest {
             self.loss(cb, tenant, f.video, &burst_gap(ps));
         }
         // Alarms: a leg counts once per alarm type; seconds add up over its alarms.
-        let mut seen: [Option<LabelId>; 4] = [None; 4];
+        let mut seen: [Option<v::Alarm>; 4] = [None; 4];
         for (i, a) in r.alarms.iter().enumerate() {
-            let t = match &a.alarm_type {
-                Some(t) => m.id(&m.d.alarm, t.as_str()),
-                None => f.alarm_unknown,
-            };
+            let t = a
+                .alarm_type
+                .as_ref()
+                .map_or(f.alarm_unknown, |t| m.vocab.get(t.as_str()));
             if !seen.contains(&Some(t)) {
                 if let Some(slot) = seen.iter_mut().find(|s| s.is_none()) {
                     *slot = Some(t);
                 }
                 if i < 64 {
-                    m.legs_with_alarm.with([cb, tenant, t], |c| c.inc());
+                    m.legs_with_alarm.inc((cb, t));
+                    m.tenant_legs_with_alarm.inc((tenant, t));
                 }
             }
             if let (Some(p), Some(d)) = (a.duration_percentage, dur) {
-                m.leg_alarm_seconds
-                    .with([cb, tenant, t], |c| c.add(p.min(100.0) * d / 100.0));
+                m.leg_alarm_seconds.add((cb, t), p.min(100.0) * d / 100.0);
             }
         }
         // Codec mix, by stream and by leg time.
@@ -693,21 +697,15 @@ impl Ingest {
             (f.video, f.tx, video(&r.tx_video)),
         ] {
             let Some(codec) = codec else { continue };
-            let c = match codec {
-                Some(c) => m.id(&m.d.codec, c),
-                None => f.codec_unknown,
-            };
-            let key = [cb, tenant, media, dir, c];
-            m.media_streams.with(key, |x| x.inc());
+            let c = codec.map_or(f.codec_unknown, |c| m.vocab.get(c));
+            m.media_streams.inc((cb, media, dir, c));
             if let Some(d) = dur {
-                m.media_seconds.with(key, |x| x.add(d));
+                m.media_seconds.add((cb, media, dir, c), d);
             }
         }
-        for (dir, v) in [(f.rx, &r.rx_video), (f.tx, &r.tx_video)] {
-            if let Some(h) = v.as_ref().and_then(|v| v.max_size_height) {
-                m.video_height.with([cb, tenant, dir], |x| {
-                    x.observe(h as f64, m.video_height.desc.buckets)
-                });
+        for (dir, vs) in [(f.rx, &r.rx_video), (f.tx, &r.tx_video)] {
+            if let Some(h) = vs.as_ref().and_then(|vs| vs.max_size_height) {
+                m.video_height.observe((cb, dir), h as f64);
             }
         }
         let enc = match (
@@ -719,8 +717,7 @@ impl Ingest {
             (true, true) => 2,
             (false, false) => 3,
         };
-        m.legs_encryption
-            .with([cb, tenant, f.encryption[enc]], |c| c.inc());
+        m.legs_encryption.inc((cb, f.encryption[enc]));
         if let Some(d) = dur {
             let u = &r.media_usage;
             let shares = [
@@ -732,42 +729,36 @@ impl Ingest {
             ];
             for (i, p) in shares.iter().enumerate() {
                 if let Some(p) = p {
-                    m.media_usage_seconds.with([cb, tenant, f.usage[i]], |c| {
-                        c.add(p.min(100.0) * d / 100.0)
-                    });
+                    m.media_usage_seconds
+                        .add((cb, f.usage[i]), p.min(100.0) * d / 100.0);
                 }
             }
         }
     }
 
-    fn loss(&self, cb: LabelId, tenant: LabelId, media: LabelId, bg: &BurstGap) {
-        let m = &*self.metrics;
+    fn loss(&self, cb: v::CallBridge, tenant: v::Tenant, media: v::Media, bg: &BurstGap) {
         if let Ok(p) = quality::loss_percent(bg) {
-            m.leg_packet_loss.with([cb, tenant, media], |h| {
-                h.observe(p / 100.0, m.leg_packet_loss.desc.buckets)
-            });
+            self.metrics.leg_packet_loss.observe((cb, media), p / 100.0);
+            self.metrics
+                .tenant_leg_packet_loss
+                .observe((tenant, media), p / 100.0);
         }
     }
 
-    fn unmatched(&self, cb: LabelId, type_index: usize) {
+    fn unmatched(&self, cb: v::CallBridge, type_index: usize) {
         let t = self.fixed.record_types[type_index];
-        self.metrics.records_unmatched.with([cb, t], |c| c.inc());
+        self.metrics.records_unmatched.inc((cb, t));
     }
 
-    fn leg_active(&self, cb: LabelId, l: &Leg<LabelId>) {
-        self.metrics
-            .legs_active
-            .with([cb, l.tenant, l.leg_type, l.direction], |g| g.add(1));
-    }
-
-    fn leg_gone(&self, cb: LabelId, l: &Leg<LabelId>) {
-        self.metrics
-            .legs_active
-            .with([cb, l.tenant, l.leg_type, l.direction], |g| g.add(-1));
+    /// A leg on (`+1`) or off (`-1`) the active gauges.
+    fn leg_active(&self, cb: v::CallBridge, l: &LegOf, delta: i64) {
+        let m = &*self.metrics;
+        m.legs_active.add((cb, l.leg_type, l.direction), delta);
+        m.tenant_legs_active.add((l.tenant,), delta);
     }
 
     /// Takes evicted objects off the active gauges and counts them; returns how many.
-    fn evicted(&self, cb: LabelId, reason: EvictReason, objects: Vec<Evicted<LabelId>>) -> u64 {
+    fn evicted(&self, cb: v::CallBridge, reason: EvictReason, objects: Vec<Evicted<Vocab>>) -> u64 {
         let m = &*self.metrics;
         let f = &self.fixed;
         let mut n = [0u64; 5];
@@ -775,17 +766,17 @@ impl Ingest {
             match e {
                 Evicted::Call(c) => {
                     if !c.placeholder {
-                        m.calls_active
-                            .with([cb, c.tenant, c.call_type], |g| g.add(-1));
+                        m.calls_active.add((cb, c.call_type), -1);
+                        m.tenant_calls_active.add((c.tenant,), -1);
                     }
                     n[Kind::Call as usize] += 1;
                 }
                 Evicted::Leg(l) => {
-                    self.leg_gone(cb, l);
+                    self.leg_active(cb, l, -1);
                     n[Kind::CallLeg as usize] += 1;
                 }
                 Evicted::Media(media) => {
-                    self.media_families(*media).0.with([cb], |g| g.add(-1));
+                    self.media_families(*media).0.add((cb,), -1);
                     n[media.kind() as usize] += 1;
                 }
             }
@@ -793,20 +784,20 @@ impl Ingest {
         for k in Kind::ALL {
             if n[k as usize] > 0 {
                 m.evicted_objects
-                    .with([f.kind(k), f.evict(reason)], |c| c.inc_by(n[k as usize]));
+                    .inc_by((f.kind(k), f.evict(reason)), n[k as usize]);
             }
         }
         objects.len() as u64
     }
 
     /// An eviction of the tracker's session bookkeeping (restart, bounds).
-    fn eviction(&self, ev: Eviction<LabelId>) -> u64 {
+    fn eviction(&self, ev: Eviction<Vocab>) -> u64 {
         let n = self.evicted(ev.call_bridge, ev.reason, ev.objects);
         if ev.session_dropped {
             let f = &self.fixed;
             self.metrics
                 .evicted_objects
-                .with([f.kind(Kind::Session), f.evict(ev.reason)], |c| c.inc());
+                .inc((f.kind(Kind::Session), f.evict(ev.reason)));
             warn_limited!(
                 call_bridge = %self.label_value(ev.call_bridge),
                 session = %ev.session,
@@ -852,7 +843,7 @@ pub struct StateSnapshot {
 pub struct StateCopy {
     labels: Vec<Arc<str>>,
     metrics: crate::metrics::MetricsSnapshot,
-    tracker: crate::tracker::TrackerCopy<LabelId>,
+    tracker: crate::tracker::TrackerCopy<Vocab>,
 }
 
 impl StateCopy {
@@ -861,7 +852,7 @@ impl StateCopy {
         StateSnapshot {
             labels: self.labels.iter().map(|v| v.to_string()).collect(),
             metrics: self.metrics,
-            tracker: self.tracker.into_snapshot(|l| l.0),
+            tracker: self.tracker.into_snapshot(),
         }
     }
 }
@@ -872,7 +863,7 @@ impl Ingest {
     pub fn copy(&self) -> StateCopy {
         let tracker = self.tracker.copy();
         let metrics = self.metrics.snapshot();
-        let labels = self.metrics.table.values().clone();
+        let labels = self.metrics.vocab.table.values().clone();
         StateCopy {
             labels,
             metrics,
@@ -884,8 +875,8 @@ impl Ingest {
     pub fn restore(&self, s: &StateSnapshot) {
         let m = &*self.metrics;
         m.restore(&s.metrics);
-        let ids: Vec<LabelId> = s.labels.iter().map(|v| m.table.intern(v)).collect();
-        let unknown = self.fixed.unknown.tenant;
+        let ids: Vec<u32> = s.labels.iter().map(|x| m.vocab.table.intern(x).0).collect();
+        let unknown = self.fixed.unknown.tenant.id().0;
         self.tracker.restore(&s.tracker, |i| {
             ids.get(i as usize).copied().unwrap_or(unknown)
         });

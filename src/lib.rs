@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use config::Config;
 use ingest::{Ingest, Names};
-use metrics::{Exposition, LabelLimits, Metrics, ProcessCollector};
+use metrics::{Exposition, LabelLimits, Metrics, ProcessSource};
 use pipeline::{Pipeline, Quarantine, QuarantineLimits};
 
 /// The exporter's shared state, built from a config.
@@ -83,12 +83,12 @@ impl App {
 
     fn with_pipeline(cfg: &Config, pipeline: Arc<Pipeline>) -> Result<App, config::ConfigError> {
         let ingest = pipeline.ingest().clone();
-        let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = vec![
-            Box::new(ProcessCollector),
-            Box::new(pipeline.collector()),
-            Box::new(RuntimeCollector(ingest.clone())),
+        let sources: Vec<Box<dyn metrics::Source>> = vec![
+            Box::new(ProcessSource),
+            Box::new(pipeline.source()),
+            Box::new(RuntimeSource(ingest.clone())),
         ];
-        let exposition = Exposition::new(ingest.metrics.clone(), collectors);
+        let exposition = Exposition::new(ingest.metrics.clone(), sources);
         let http_cfg = http::HttpConfig {
             cdr_path: cfg.cdr_path.clone(),
             metrics_path: cfg.metrics_path.clone(),
@@ -112,12 +112,27 @@ fn quarantine_limits(cfg: &Config) -> QuarantineLimits {
 }
 
 fn ingest_for(cfg: &Config) -> Result<Arc<Ingest>, config::ConfigError> {
-    let metrics = Arc::new(Metrics::new(&LabelLimits {
+    let limits = LabelLimits {
         call_bridge: cfg.labels.max_call_bridges,
         tenant: cfg.labels.max_tenants,
         enumerated: cfg.labels.max_values,
         value_bytes: cfg.labels.max_value_bytes,
-    }));
+        max_series: cfg.labels.max_series,
+    };
+    let opts = metrics::FamilyOptions {
+        tenant_detail: match cfg.labels.tenant_detail {
+            config::TenantDetail::Compact => metrics::TenantDetail::Compact,
+            config::TenantDetail::Full => metrics::TenantDetail::Full,
+        },
+        drops: cfg.labels.drop.clone(),
+    };
+    let metrics =
+        Arc::new(
+            Metrics::new(&limits, &opts).map_err(|e| config::ConfigError::Invalid {
+                key: "labels.drop",
+                msg: e.to_string(),
+            })?,
+        );
     let limits = tracker::Limits {
         max_age_seconds: cfg.tracking.max_age_seconds,
         max_objects: cfg.tracking.max_objects,
@@ -150,37 +165,16 @@ fn ingest_for(cfg: &Config) -> Result<Arc<Ingest>, config::ConfigError> {
 
 /// `cdr_exporter_tracked_objects{kind}` (from the tracker) and
 /// `cdr_exporter_log_lines_suppressed_total`, read at scrape time.
-#[derive(Debug)]
-struct RuntimeCollector(Arc<Ingest>);
+struct RuntimeSource(Arc<Ingest>);
 
-impl std::fmt::Debug for Ingest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ingest")
-    }
-}
-
-impl prometheus_client::collector::Collector for RuntimeCollector {
-    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
-        use prometheus_client::encoding::NoLabelSet;
-        use prometheus_client::metrics::MetricType;
-        let mut m = enc.encode_descriptor(
-            "cdr_exporter_tracked_objects",
-            "Objects held in correlation state (placeholder calls included), and sessions",
-            None,
-            MetricType::Gauge,
-        )?;
+impl metrics::Source for RuntimeSource {
+    fn collect(&self, out: &mut metrics::Scraped) {
+        use metrics::catalogue::{LOG_LINES_SUPPRESSED, TRACKED_OBJECTS};
         for (kind, n) in self.0.tracked() {
-            let labels = [("kind", kind.as_str())];
-            let mut fe = m.encode_family(&labels)?;
-            fe.encode_gauge(&(n as i64))?;
+            out.add(&TRACKED_OBJECTS, &[kind.as_str()], metrics::Value::U64(n));
         }
-        let mut m = enc.encode_descriptor(
-            "cdr_exporter_log_lines_suppressed",
-            "Log lines not written because their call site wrote 10 in the last 10 s",
-            None,
-            MetricType::Counter,
-        )?;
-        m.encode_counter::<NoLabelSet, u64, f64>(&log_limit::suppressed_total(), None)
+        let n = log_limit::suppressed_total();
+        out.add(&LOG_LINES_SUPPRESSED, &[], metrics::Value::U64(n));
     }
 }
 

@@ -160,10 +160,7 @@ fn catalogue() -> &'static Catalogue {
             ..cdr_exporter::config::Config::default()
         };
         let app = cdr_exporter::App::open(&cfg).expect("App::open with the default config");
-        let text = app
-            .state
-            .exposition
-            .encode(cdr_exporter::metrics::Format::Text004);
+        let text = app.state.exposition.encode_text();
         let mut kinds = kinds_from_exposition(&text);
         assert!(
             kinds.len() > 30,
@@ -182,7 +179,7 @@ fn catalogue() -> &'static Catalogue {
             .filter(|p| p.extension().is_some_and(|x| x == "xml"))
             .collect();
         files.sort();
-        let src = cdr_exporter::ingest::Source {
+        let src = cdr_exporter::ingest::Origin {
             query_call_bridge: Some("fixture"),
             peer: None,
         };
@@ -192,10 +189,7 @@ fn catalogue() -> &'static Catalogue {
                 app.pipeline.ingest().apply(&batch, &src, 1.7e9);
             }
         }
-        let text = app
-            .state
-            .exposition
-            .encode(cdr_exporter::metrics::Format::Text004);
+        let text = app.state.exposition.encode_text();
         let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for line in text.lines() {
             if let Some((name, l)) = sample_labels(line) {

@@ -6,8 +6,7 @@ mod common;
 
 use cdr_exporter::cdr;
 use cdr_exporter::config::Config;
-use cdr_exporter::ingest::Source;
-use cdr_exporter::metrics::Format;
+use cdr_exporter::ingest::Origin;
 use cdr_exporter::App;
 use proptest::prelude::*;
 
@@ -108,14 +107,14 @@ proptest! {
         let mut applied = 0u64;
         for body in &bodies {
             if let Ok(batch) = cdr::parse(body) {
-                let o = app.pipeline.ingest().apply(&batch, &Source::default(), 1.0e9);
+                let o = app.pipeline.ingest().apply(&batch, &Origin::default(), 1.0e9);
                 entries += batch.records.len() as u64;
                 applied += o.applied;
                 // Every record is applied, a duplicate, or invalid: nothing vanishes.
                 prop_assert_eq!(o.applied + o.duplicates + o.invalid, batch.records.len() as u64);
             }
         }
-        let text = app.state.exposition.encode(Format::Text004);
+        let text = app.state.exposition.encode_text();
         let s = common::Scrape(text);
         prop_assert_eq!(s.sum("cdr_exporter_records_total", &[]) as u64, applied);
         prop_assert!(applied <= entries);

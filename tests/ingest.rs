@@ -5,8 +5,7 @@ mod common;
 
 use cdr_exporter::cdr;
 use cdr_exporter::config::Config;
-use cdr_exporter::ingest::{Outcome, Source};
-use cdr_exporter::metrics::Format;
+use cdr_exporter::ingest::{Origin, Outcome};
 use cdr_exporter::App;
 use common::records::*;
 use common::{fixture, Scrape};
@@ -32,10 +31,10 @@ impl T {
         self.app
             .pipeline
             .ingest()
-            .apply(&b, &Source::default(), 1_000_000.0)
+            .apply(&b, &Origin::default(), 1_000_000.0)
     }
     fn scrape(&self) -> Scrape {
-        let s = Scrape(self.app.state.exposition.encode(Format::Text004));
+        let s = Scrape(self.app.state.exposition.encode_text());
         // No active gauge may ever go below zero.
         for name in [
             "cms_calls_active",

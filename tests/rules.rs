@@ -6,9 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use cdr_exporter::metrics::{Exposition, Format, LabelLimits, Metrics, ProcessCollector};
 use cdr_exporter::rules::{self, parameters, render, Kind, RulesError};
 
 const ALERTS: &[&str] = &[
@@ -465,23 +463,18 @@ fn every_alert_is_complete_and_has_a_runbook() {
     }
 }
 
-/// Every metric family name the exporter can expose, with histogram and counter suffixes.
+/// Every sample name the exporter can expose (from the catalogue), histogram suffixes too.
 fn exposed_metric_names() -> BTreeSet<String> {
-    let m = Arc::new(Metrics::new(&LabelLimits::default()));
-    let text = Exposition::new(m, vec![Box::new(ProcessCollector)]).encode(Format::Text004);
+    use cdr_exporter::metrics::{catalogue, Type};
     let mut names = BTreeSet::from(["up".to_owned()]);
-    for l in text.lines() {
-        let Some(rest) = l.strip_prefix("# TYPE ") else {
-            continue;
-        };
-        let mut it = rest.split_whitespace();
-        let (Some(name), Some(ty)) = (it.next(), it.next()) else {
-            continue;
-        };
-        names.insert(name.to_owned());
-        if ty == "histogram" {
+    let all = catalogue::STORED
+        .iter()
+        .chain(catalogue::SCRAPED.iter().copied());
+    for d in all {
+        names.insert(d.name.to_owned());
+        if d.kind == Type::Histogram {
             for s in ["_bucket", "_count", "_sum"] {
-                names.insert(format!("{name}{s}"));
+                names.insert(format!("{}{s}", d.name));
             }
         }
     }

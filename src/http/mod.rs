@@ -60,8 +60,7 @@ impl AppState {
             .iter()
             .chain(crate::cdr::ParseError::REASONS)
         {
-            let r = metrics.id(&metrics.d.reject_reason, r);
-            metrics.batches_rejected.with([r], |_| ());
+            metrics.batches_rejected.touch((metrics.vocab.get(r),));
         }
         Arc::new(AppState {
             pipeline,
@@ -246,8 +245,7 @@ async fn post_cdr(
         Ok(resp) => resp,
         Err(e) => {
             let m = &st.metrics;
-            let r = m.id(&m.d.reject_reason, e.reason());
-            m.batches_rejected.with([r], |c| c.inc());
+            m.batches_rejected.inc((m.vocab.get(e.reason()),));
             crate::warn_limited!(%peer, reason = e.reason(), error = %e, "CDR batch rejected");
             e.into_response()
         }
@@ -355,9 +353,31 @@ async fn receive(
 }
 
 async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = st.exposition.encode(format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    let h = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    let format = Format::negotiate(h(header::ACCEPT));
+    let ct = (header::CONTENT_TYPE, format.content_type());
+    // Encoding is CPU work: off the async workers, so a large scrape cannot stall batches.
+    let st2 = st.clone();
+    let gzip = crate::metrics::accepts_gzip(h(header::ACCEPT_ENCODING));
+    let body = tokio::task::spawn_blocking(move || {
+        if gzip {
+            st2.exposition.encode_gzip(format)
+        } else {
+            st2.exposition.encode(format)
+        }
+    })
+    .await
+    .unwrap_or_default();
+    let vary = (header::VARY, "Accept, Accept-Encoding");
+    if gzip {
+        ([ct, vary, (header::CONTENT_ENCODING, "gzip")], body).into_response()
+    } else {
+        ([ct, vary], body).into_response()
+    }
 }
 
 /// The listener opens only after recovery, so answering at all means ready.

@@ -42,8 +42,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let m = metrics.clone();
     let reject = move |reason: &str| {
-        let r = m.id(&m.d.conn_reason, reason);
-        m.connections_rejected.with([r], |c| c.inc());
+        m.connections_rejected.inc((m.vocab.get(reason),));
     };
     loop {
         let (stream, peer) = tokio::select! {
@@ -74,7 +73,7 @@ pub async fn serve(
         let metrics = metrics.clone();
         let reject = reject.clone();
         tokio::spawn(async move {
-            metrics.connections_active.with([], |g| g.add(1));
+            metrics.connections_active.add((), 1);
             match &opts2.tls {
                 None => serve_conn(stream, peer, router, &opts2, watcher).await,
                 Some(tls) => {
@@ -90,7 +89,7 @@ pub async fn serve(
                     }
                 }
             }
-            metrics.connections_active.with([], |g| g.add(-1));
+            metrics.connections_active.add((), -1);
             drop(permit);
         });
     }

@@ -1,23 +1,43 @@
-//! Metric storage: families of series in concurrent maps of atomic cells.
+//! Metric storage: families of series in concurrent maps of atomic cells, keyed by typed
+//! label sets; label drops, the global series budget, snapshots.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use dashmap::DashMap;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
 
-use super::labels::LabelId;
+use super::encode::{Value, Writer};
+use super::vocab::{LabelId, LabelSet, Vocabulary};
 
-/// What a family is: name (counters without `_total`), help, unit, type, label names.
-pub struct Desc<const N: usize> {
+/// The exposition type of a family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    Counter,
+    Gauge,
+    Histogram,
+    /// Constant labels and the value 1 (`build_info`).
+    Info,
+}
+
+/// What a family is: the sample name (counters end in `_total`, the unit is part of the
+/// name), help, unit, type, label names and histogram buckets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Desc {
     pub name: &'static str,
     pub help: &'static str,
-    pub unit: Option<Unit>,
-    pub labels: [&'static str; N],
+    pub unit: Option<&'static str>,
+    pub kind: Type,
+    pub labels: &'static [&'static str],
     /// Upper bounds of histogram buckets (empty for other types).
     pub buckets: &'static [f64],
+    /// Only exposed with `labels.tenant_detail = "full"`.
+    pub full_detail_only: bool,
+    /// Labels dropped with `labels.tenant_detail = "compact"` (the default).
+    pub compact_drops: &'static [&'static str],
 }
+
+/// A label value in a key that was dropped (`labels.drop`): never written.
+pub const DROPPED: LabelId = LabelId(u32::MAX);
 
 /// An f64 in an `AtomicU64` (bit pattern), updated by compare-and-swap.
 #[derive(Default, Debug)]
@@ -70,10 +90,11 @@ pub enum CellValue {
 }
 
 /// The kinds of cell a family can hold.
-pub trait Cell: Send + Sync {
-    const TYPE: MetricType;
+pub trait Cell: Send + Sync + 'static {
+    const TYPE: Type;
     fn new(buckets: &'static [f64]) -> Self;
-    fn encode(&self, buckets: &'static [f64], e: MetricEncoder<'_>) -> std::fmt::Result;
+    /// Writes the cell's samples (one line, or a histogram's buckets, sum and count).
+    fn write(&self, d: &Desc, key: &[LabelId], w: &mut Writer<'_>);
     fn value(&self) -> CellValue;
     /// Sets the cell from a snapshot; a value of another kind is ignored.
     fn restore(&self, v: &CellValue);
@@ -96,12 +117,12 @@ impl Counter {
 }
 
 impl Cell for Counter {
-    const TYPE: MetricType = MetricType::Counter;
+    const TYPE: Type = Type::Counter;
     fn new(_: &'static [f64]) -> Self {
         Counter::default()
     }
-    fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
-        e.encode_counter::<NoLabelSet, u64, f64>(&self.get(), None)
+    fn write(&self, d: &Desc, key: &[LabelId], w: &mut Writer<'_>) {
+        w.sample(d.name, "", d.labels, key, None, Value::U64(self.get()));
     }
     fn value(&self) -> CellValue {
         CellValue::Int(self.get())
@@ -130,12 +151,12 @@ impl FloatCounter {
 }
 
 impl Cell for FloatCounter {
-    const TYPE: MetricType = MetricType::Counter;
+    const TYPE: Type = Type::Counter;
     fn new(_: &'static [f64]) -> Self {
         FloatCounter::default()
     }
-    fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
-        e.encode_counter::<NoLabelSet, f64, f64>(&self.get(), None)
+    fn write(&self, d: &Desc, key: &[LabelId], w: &mut Writer<'_>) {
+        w.sample(d.name, "", d.labels, key, None, Value::F64(self.get()));
     }
     fn value(&self) -> CellValue {
         CellValue::Float(self.get())
@@ -164,12 +185,12 @@ impl Gauge {
 }
 
 impl Cell for Gauge {
-    const TYPE: MetricType = MetricType::Gauge;
+    const TYPE: Type = Type::Gauge;
     fn new(_: &'static [f64]) -> Self {
         Gauge::default()
     }
-    fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
-        e.encode_gauge(&self.get())
+    fn write(&self, d: &Desc, key: &[LabelId], w: &mut Writer<'_>) {
+        w.sample(d.name, "", d.labels, key, None, Value::I64(self.get()));
     }
     fn value(&self) -> CellValue {
         CellValue::Signed(self.get())
@@ -181,17 +202,17 @@ impl Cell for Gauge {
     }
 }
 
-/// A real-valued gauge (timestamps).
+/// A real-valued gauge (timestamps, configuration echoes).
 #[derive(Default, Debug)]
 pub struct FloatGauge(pub AtomicF64);
 
 impl Cell for FloatGauge {
-    const TYPE: MetricType = MetricType::Gauge;
+    const TYPE: Type = Type::Gauge;
     fn new(_: &'static [f64]) -> Self {
         FloatGauge::default()
     }
-    fn encode(&self, _: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
-        e.encode_gauge(&self.0.get())
+    fn write(&self, d: &Desc, key: &[LabelId], w: &mut Writer<'_>) {
+        w.sample(d.name, "", d.labels, key, None, Value::F64(self.0.get()));
     }
     fn value(&self) -> CellValue {
         CellValue::Float(self.0.get())
@@ -203,15 +224,15 @@ impl Cell for FloatGauge {
     }
 }
 
-/// A histogram with fixed buckets; counts are per bucket and cumulated when encoded.
+/// A histogram with fixed buckets; counts are per bucket and cumulated when written.
 pub struct Histogram {
     counts: Box<[AtomicU64]>,
     sum: AtomicF64,
-    count: AtomicU64,
 }
 
 impl Histogram {
-    pub fn observe(&self, v: f64, buckets: &[f64]) {
+    /// Observes `v` (non-finite values are ignored); use [`Family::observe`].
+    fn observe(&self, v: f64, buckets: &[f64]) {
         if !v.is_finite() {
             return;
         }
@@ -220,43 +241,33 @@ impl Histogram {
             c.fetch_add(1, Ordering::Relaxed);
         }
         self.sum.add(v);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
     pub fn sum(&self) -> f64 {
         self.sum.get()
     }
-    /// Per-bucket (not cumulative) counts by upper bound, `+Inf` last; the encoder cumulates.
-    pub fn buckets(&self, buckets: &[f64]) -> Vec<(f64, u64)> {
-        self.counts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                (
-                    buckets.get(i).copied().unwrap_or(f64::INFINITY),
-                    c.load(Ordering::Relaxed),
-                )
-            })
-            .collect()
-    }
 }
 
 impl Cell for Histogram {
-    const TYPE: MetricType = MetricType::Histogram;
+    const TYPE: Type = Type::Histogram;
     fn new(buckets: &'static [f64]) -> Self {
         Histogram {
             counts: (0..=buckets.len()).map(|_| AtomicU64::new(0)).collect(),
             sum: AtomicF64::default(),
-            count: AtomicU64::new(0),
         }
     }
-    fn encode(&self, buckets: &'static [f64], mut e: MetricEncoder<'_>) -> std::fmt::Result {
-        // Count from the buckets read, so `_count` always equals the `+Inf` bucket.
-        let b = self.buckets(buckets);
-        let count = b.iter().map(|x| x.1).sum();
-        e.encode_histogram::<NoLabelSet>(self.sum(), count, &b, None)
+    fn write(&self, d: &Desc, key: &[LabelId], w: &mut Writer<'_>) {
+        // `_count` from the buckets read, so it always equals the `+Inf` bucket.
+        let mut cum = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            cum += c.load(Ordering::Relaxed);
+            let le = d.buckets.get(i).copied().unwrap_or(f64::INFINITY);
+            w.sample(d.name, "_bucket", d.labels, key, Some(le), Value::U64(cum));
+        }
+        w.sample(d.name, "_sum", d.labels, key, None, Value::F64(self.sum()));
+        w.sample(d.name, "_count", d.labels, key, None, Value::U64(cum));
     }
     fn value(&self) -> CellValue {
         CellValue::Histogram {
@@ -276,32 +287,126 @@ impl Cell for Histogram {
                     c.store(*x, Ordering::Relaxed);
                 }
                 self.sum.set(*sum);
-                self.count.store(counts.iter().sum(), Ordering::Relaxed);
             }
         }
     }
 }
 
-/// One metric family: label sets (as interned ids) to cells.
-pub struct Family<const N: usize, C> {
-    pub desc: Desc<N>,
-    series: DashMap<[LabelId; N], C, ahash::RandomState>,
+/// The global series budget (`labels.max_series`), shared by every stored family.
+pub struct Budget {
+    max: usize,
+    used: AtomicUsize,
+    warned: AtomicBool,
 }
 
-impl<const N: usize, C: Cell> Family<N, C> {
-    pub fn new(desc: Desc<N>) -> Self {
-        Family {
-            desc,
-            series: DashMap::with_hasher(Default::default()),
+impl Budget {
+    pub fn new(max: usize) -> Budget {
+        Budget {
+            max,
+            used: AtomicUsize::new(0),
+            warned: AtomicBool::new(false),
         }
     }
 
-    /// Runs `f` on the series for `key`, creating it at zero if needed.
+    /// Series stored in all families.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> bool {
+        if self.used.fetch_add(1, Ordering::Relaxed) < self.max {
+            return true;
+        }
+        self.used.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    fn exceeded(&self, family: &str) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                max_series = self.max,
+                family,
+                "labels.max_series reached: new label combinations are reported under \"other\" \
+                 (cdr_exporter_series_budget_exceeded_total); raise labels.max_series, or lower \
+                 the detail (labels.tenant_detail, labels.drop, labels.max_tenants)"
+            );
+        }
+    }
+}
+
+/// Which labels a family keeps, and whether it is exposed at all.
+#[derive(Clone, Debug, Default)]
+pub struct Shape {
+    pub enabled: bool,
+    /// Positions of dropped labels.
+    pub dropped: Vec<usize>,
+}
+
+/// One metric family: label sets (as interned ids) to cells.
+pub struct Family<L: LabelSet, C> {
+    pub desc: Desc,
+    shape: Shape,
+    series: DashMap<L::Key, C, ahash::RandomState>,
+    /// Where new combinations go once the budget is spent: every kept label `other`.
+    fold: L::Key,
+    budget: Arc<Budget>,
+    exceeded: AtomicU64,
+}
+
+impl<L: LabelSet, C: Cell> Family<L, C> {
+    pub fn new(desc: Desc, shape: Shape, vocab: &Vocabulary, budget: Arc<Budget>) -> Self {
+        let other = vocab.table.intern(super::vocab::OTHER);
+        let mut ids = vec![other; L::NAMES.len()];
+        for &i in &shape.dropped {
+            ids[i] = DROPPED;
+        }
+        Family {
+            desc,
+            fold: L::key_from(&ids).expect("one id per label"),
+            shape,
+            series: DashMap::with_hasher(Default::default()),
+            budget,
+            exceeded: AtomicU64::new(0),
+        }
+    }
+
     #[inline]
-    pub fn with<R>(&self, key: [LabelId; N], f: impl FnOnce(&C) -> R) -> R {
+    fn key(&self, labels: L) -> L::Key {
+        let mut key = labels.key();
+        for &i in &self.shape.dropped {
+            key.as_mut()[i] = DROPPED;
+        }
+        key
+    }
+
+    /// Runs `f` on the series for `labels`, creating it at zero if needed (within the
+    /// series budget; beyond it, on the family's `other` series).
+    #[inline]
+    pub fn with(&self, labels: L, f: impl FnOnce(&C)) {
+        if !self.shape.enabled {
+            return;
+        }
+        let key = self.key(labels);
         if let Some(c) = self.series.get(&key) {
             return f(&c);
         }
+        self.with_new(key, f)
+    }
+
+    #[cold]
+    fn with_new(&self, key: L::Key, f: impl FnOnce(&C)) {
+        let key = match self.series.entry(key) {
+            dashmap::Entry::Occupied(e) => return f(&e.into_ref().downgrade()),
+            dashmap::Entry::Vacant(e) if self.budget.take() => {
+                return f(&e.insert(C::new(self.desc.buckets)).downgrade());
+            }
+            dashmap::Entry::Vacant(_) => {
+                self.exceeded.fetch_add(1, Ordering::Relaxed);
+                self.budget.exceeded(self.desc.name);
+                self.fold
+            }
+        };
+        // The fold series itself is outside the budget: one per family at most.
         let c = self
             .series
             .entry(key)
@@ -311,8 +416,8 @@ impl<const N: usize, C: Cell> Family<N, C> {
     }
 
     /// Runs `f` on an existing series only.
-    pub fn get<R>(&self, key: &[LabelId; N], f: impl FnOnce(&C) -> R) -> Option<R> {
-        self.series.get(key).map(|c| f(&c))
+    pub fn get<R>(&self, labels: L, f: impl FnOnce(&C) -> R) -> Option<R> {
+        self.series.get(&self.key(labels)).map(|c| f(&c))
     }
 
     pub fn len(&self) -> usize {
@@ -323,112 +428,129 @@ impl<const N: usize, C: Cell> Family<N, C> {
         self.series.is_empty()
     }
 
-    /// Visits every series (for snapshots and tests).
-    pub fn for_each(&self, mut f: impl FnMut(&[LabelId; N], &C)) {
-        for r in self.series.iter() {
-            f(r.key(), r.value());
-        }
+    pub fn is_enabled(&self) -> bool {
+        self.shape.enabled
     }
 }
 
-/// A family that can write itself through prometheus-client's encoder.
-pub trait EncodeFamily: Sync {
-    fn encode(
-        &self,
-        enc: &mut DescriptorEncoder<'_>,
-        values: &[std::sync::Arc<str>],
-    ) -> std::fmt::Result;
+impl<L: LabelSet> Family<L, Counter> {
+    #[inline]
+    pub fn inc(&self, labels: L) {
+        self.with(labels, |c| c.inc())
+    }
+    #[inline]
+    pub fn inc_by(&self, labels: L, n: u64) {
+        self.with(labels, |c| c.inc_by(n))
+    }
+    /// Creates the series at 0, so that `increase()` sees its first event.
+    pub fn touch(&self, labels: L) {
+        self.with(labels, |_| ())
+    }
+}
+
+impl<L: LabelSet> Family<L, FloatCounter> {
+    #[inline]
+    pub fn add(&self, labels: L, v: f64) {
+        self.with(labels, |c| c.add(v))
+    }
+}
+
+impl<L: LabelSet> Family<L, Gauge> {
+    #[inline]
+    pub fn add(&self, labels: L, v: i64) {
+        self.with(labels, |g| g.add(v))
+    }
+}
+
+impl<L: LabelSet> Family<L, FloatGauge> {
+    pub fn set(&self, labels: L, v: f64) {
+        self.with(labels, |g| g.0.set(v))
+    }
+    /// Raises the value to `v` if it is larger.
+    pub fn max(&self, labels: L, v: f64) {
+        self.with(labels, |g| g.0.max(v))
+    }
+}
+
+impl<L: LabelSet> Family<L, Histogram> {
+    /// Observes `v` into the family's buckets.
+    #[inline]
+    pub fn observe(&self, labels: L, v: f64) {
+        self.with(labels, |h| h.observe(v, self.desc.buckets))
+    }
 }
 
 /// One series in a snapshot: label values (in the family's label order) and the value.
 pub type SeriesValue = (Vec<String>, CellValue);
 
-/// A stored family: encodable and snapshottable.
-pub trait StoredFamily: EncodeFamily + SnapshotFamily {}
-impl<T: EncodeFamily + SnapshotFamily> StoredFamily for T {}
-
-/// A family whose series can be saved and restored.
-pub trait SnapshotFamily: Sync {
-    fn name(&self) -> &'static str;
-    fn snapshot(&self, values: &[std::sync::Arc<str>]) -> Vec<SeriesValue>;
-    /// `id` maps a label value to its id (the domains are restored first).
+/// A stored family, whatever its labels and cells: for exposition and snapshots.
+pub trait StoredFamily: Send + Sync {
+    fn desc(&self) -> &Desc;
+    fn enabled(&self) -> bool;
+    fn write(&self, w: &mut Writer<'_>);
+    fn series_count(&self) -> usize;
+    /// Updates that went to `other` because the series budget was spent.
+    fn budget_exceeded(&self) -> u64;
+    fn snapshot(&self, values: &[Arc<str>]) -> Vec<SeriesValue>;
+    /// `id` maps a label value to its id (the vocabulary is restored first).
     fn restore(&self, series: &[SeriesValue], id: &dyn Fn(&str) -> LabelId);
 }
 
-impl<const N: usize, C: Cell> SnapshotFamily for Family<N, C> {
-    fn name(&self) -> &'static str {
-        self.desc.name
+impl<L: LabelSet, C: Cell> StoredFamily for Family<L, C> {
+    fn desc(&self) -> &Desc {
+        &self.desc
     }
-    fn snapshot(&self, values: &[std::sync::Arc<str>]) -> Vec<SeriesValue> {
+    fn enabled(&self) -> bool {
+        self.shape.enabled
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        for r in self.series.iter() {
+            r.value().write(&self.desc, r.key().as_ref(), w);
+        }
+    }
+    fn series_count(&self) -> usize {
+        self.series.len()
+    }
+    fn budget_exceeded(&self) -> u64 {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+    fn snapshot(&self, values: &[Arc<str>]) -> Vec<SeriesValue> {
         self.series
             .iter()
             .map(|r| {
-                (
-                    r.key()
-                        .iter()
-                        .map(|l| values[l.0 as usize].to_string())
-                        .collect(),
-                    r.value().value(),
-                )
+                let labels = r
+                    .key()
+                    .as_ref()
+                    .iter()
+                    .map(|l| match *l {
+                        DROPPED => String::new(),
+                        l => values[l.0 as usize].to_string(),
+                    })
+                    .collect();
+                (labels, r.value().value())
             })
             .collect()
     }
     fn restore(&self, series: &[SeriesValue], id: &dyn Fn(&str) -> LabelId) {
         for (labels, v) in series {
-            if labels.len() != N {
+            let ids: Vec<LabelId> = labels.iter().map(|l| id(l)).collect();
+            let Some(mut key) = L::key_from(&ids) else {
                 continue;
-            }
-            let key: [LabelId; N] = std::array::from_fn(|i| id(&labels[i]));
-            self.with(key, |c| c.restore(v));
-        }
-    }
-}
-
-impl<const N: usize, C: Cell> EncodeFamily for Family<N, C> {
-    fn encode(
-        &self,
-        enc: &mut DescriptorEncoder<'_>,
-        values: &[std::sync::Arc<str>],
-    ) -> std::fmt::Result {
-        let mut me = enc.encode_descriptor(
-            self.desc.name,
-            self.desc.help,
-            self.desc.unit.as_ref(),
-            C::TYPE,
-        )?;
-        if N == 0 {
-            // One unlabelled series: no `{}` after the name.
-            return match self.series.iter().next() {
-                Some(r) => r.value().encode(self.desc.buckets, me),
-                None => Ok(()),
             };
+            // Restored as stored now: a label dropped since is merged, one kept since
+            // `other`.
+            for (i, l) in key.as_mut().iter_mut().enumerate() {
+                if self.shape.dropped.contains(&i) {
+                    *l = DROPPED;
+                } else if labels[i].is_empty() {
+                    *l = self.fold.as_ref()[i];
+                }
+            }
+            let c = self.series.entry(key).or_insert_with(|| {
+                self.budget.used.fetch_add(1, Ordering::Relaxed);
+                C::new(self.desc.buckets)
+            });
+            c.restore(v);
         }
-        for r in self.series.iter() {
-            let key = r.key();
-            let labels: [(&str, &str); N] =
-                std::array::from_fn(|i| (self.desc.labels[i], &*values[key[i].0 as usize]));
-            let fe = me.encode_family(&labels)?;
-            r.value().encode(self.desc.buckets, fe)?;
-        }
-        Ok(())
-    }
-}
-
-/// An `info` metric with constant labels (e.g. build information).
-pub struct Info {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub labels: Vec<(&'static str, String)>,
-}
-
-impl EncodeFamily for Info {
-    fn encode(
-        &self,
-        enc: &mut DescriptorEncoder<'_>,
-        _: &[std::sync::Arc<str>],
-    ) -> std::fmt::Result {
-        let mut me = enc.encode_descriptor(self.name, self.help, None, MetricType::Info)?;
-        let labels: Vec<(&str, &str)> = self.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        me.encode_info(&labels)
     }
 }

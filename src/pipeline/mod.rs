@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::cdr;
-use crate::ingest::{Ingest, Outcome, Source, StateSnapshot};
-use crate::metrics::FloatGauge;
+use crate::ingest::{Ingest, Origin, Outcome, StateSnapshot};
+use crate::metrics::{FloatGauge, Scraped, Source, Value};
 use crate::store::{self, Entry, FsyncPolicy, Journal, JournalStats, StoreError};
 pub use quarantine::{Quarantine, QuarantineLimits};
 
@@ -374,8 +374,8 @@ impl Pipeline {
     }
 
     /// Durability, recovery and quarantine figures for `/metrics`.
-    pub fn collector(&self) -> StoreCollector {
-        StoreCollector {
+    pub fn source(&self) -> StoreSource {
+        StoreSource {
             status: self.status.clone(),
             quarantine: self.quarantine.stats(),
         }
@@ -446,7 +446,7 @@ fn parse(r: &Received) -> Result<Parsed<'_>, Rejection> {
 fn apply(ingest: &Ingest, r: &Received, parsed: &Parsed<'_>) -> Outcome {
     match parsed {
         Parsed::Cms(batch) => {
-            let src = Source {
+            let src = Origin {
                 query_call_bridge: r.call_bridge_param.as_deref(),
                 peer: r.peer,
             };
@@ -481,81 +481,37 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
 
 /// `cdr_exporter_journal_*`, `cdr_exporter_snapshot_*`, `cdr_exporter_recovery_*` and
 /// `cdr_exporter_quarantine_*`.
-#[derive(Debug)]
-pub struct StoreCollector {
+pub struct StoreSource {
     status: Arc<StoreStatus>,
     quarantine: Arc<quarantine::QuarantineStats>,
 }
 
-impl prometheus_client::collector::Collector for StoreCollector {
-    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
-        use prometheus_client::encoding::NoLabelSet;
-        use prometheus_client::metrics::MetricType::{self, Counter, Gauge};
-        use prometheus_client::registry::Unit;
+impl Source for StoreSource {
+    fn collect(&self, out: &mut Scraped) {
+        use crate::metrics::catalogue::*;
         let s = &self.status;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let mut rows: Vec<(&str, &str, Option<Unit>, MetricType, f64)> = Vec::new();
+        let n = |a: &AtomicU64| Value::U64(a.load(Ordering::Relaxed));
         if let Some(j) = s.journal.lock().clone() {
-            rows.extend([
-                (
-                    "cdr_exporter_journal_appends",
-                    "Batches written to the journal",
-                    None,
-                    Counter,
-                    load(&j.appends),
-                ),
-                (
-                    "cdr_exporter_journal_written",
-                    "Bytes written to the journal",
-                    Some(Unit::Bytes),
-                    Counter,
-                    load(&j.bytes),
-                ),
-                (
-                    "cdr_exporter_journal_fsyncs",
-                    "fsync calls on the journal (one per group commit)",
-                    None,
-                    Counter,
-                    load(&j.fsyncs),
-                ),
-                (
-                    "cdr_exporter_journal_fsync",
-                    "Time spent in journal fsync",
-                    Some(Unit::Seconds),
-                    Counter,
-                    load(&j.fsync_nanos) / 1e9,
-                ),
-                (
-                    "cdr_exporter_journal_errors",
-                    "Failed journal writes (each answered 503)",
-                    None,
-                    Counter,
-                    load(&j.errors),
-                ),
-            ]);
+            out.add(&JOURNAL_APPENDS, &[], n(&j.appends));
+            out.add(&JOURNAL_WRITTEN, &[], n(&j.bytes));
+            out.add(&JOURNAL_FSYNCS, &[], n(&j.fsyncs));
+            let secs = j.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            out.add(&JOURNAL_FSYNC, &[], Value::F64(secs));
+            out.add(&JOURNAL_ERRORS, &[], n(&j.errors));
         }
+        out.add(&RECOVERY_REPLAYED, &[], n(&s.replayed));
+        out.add(&RECOVERY_CORRUPT, &[], n(&s.corrupt_bytes));
+        out.add(&RECOVERY_LOST, &[], n(&s.lost_batches));
+        out.add(&RECOVERY_UNREADABLE, &[], n(&s.unreadable_snapshots));
+        out.add(&RECOVERY_INCOMPLETE, &[], n(&s.incomplete));
+        let f = |g: &FloatGauge| Value::F64(g.0.get());
+        out.add(&SNAPSHOT_LAST_SUCCESS, &[], f(&s.last_snapshot));
+        out.add(&SNAPSHOT_LAST_DURATION, &[], f(&s.snapshot_seconds));
+        out.add(&SNAPSHOT_LAST_GATE, &[], f(&s.snapshot_gate_seconds));
         let q = &self.quarantine;
-        rows.extend([
-            ("cdr_exporter_recovery_replayed_batches", "Journaled batches replayed at the last start", None, Gauge, load(&s.replayed)),
-            ("cdr_exporter_recovery_corrupt", "Journal bytes that were not a valid entry (torn writes, damage), skipped at the last start", Some(Unit::Bytes), Gauge, load(&s.corrupt_bytes)),
-            ("cdr_exporter_recovery_lost_batches", "Acknowledged batches that could not be replayed at the last start (damaged journal entries, or a journal that no longer reaches the state loaded)", None, Gauge, load(&s.lost_batches)),
-            ("cdr_exporter_recovery_unreadable_snapshots", "Snapshots that could not be read at the last start (moved to snapshots/damaged)", None, Gauge, load(&s.unreadable_snapshots)),
-            ("cdr_exporter_recovery_incomplete", "1 if the last start could not rebuild the whole state (see cdr_exporter_recovery_lost_batches)", None, Gauge, load(&s.incomplete)),
-            ("cdr_exporter_snapshot_last_success_timestamp", "When the last snapshot was written", Some(Unit::Seconds), Gauge, s.last_snapshot.0.get()),
-            ("cdr_exporter_snapshot_last_duration", "How long the last snapshot took, copy, serialisation and write", Some(Unit::Seconds), Gauge, s.snapshot_seconds.0.get()),
-            ("cdr_exporter_snapshot_last_gate", "How long the last snapshot held batches back (copying the state)", Some(Unit::Seconds), Gauge, s.snapshot_gate_seconds.0.get()),
-            ("cdr_exporter_quarantine_files", "Rejected bodies kept in data_dir/quarantine", None, Gauge, load(&q.files)),
-            ("cdr_exporter_quarantine", "Bytes of rejected bodies kept in data_dir/quarantine", Some(Unit::Bytes), Gauge, load(&q.bytes)),
-            ("cdr_exporter_quarantine_dropped", "Rejected bodies not kept or removed to stay within quarantine_max_bytes and quarantine_max_files", None, Counter, load(&q.dropped)),
-        ]);
-        for (name, help, unit, kind, v) in rows {
-            let mut m = enc.encode_descriptor(name, help, unit.as_ref(), kind)?;
-            match kind {
-                Counter => m.encode_counter::<NoLabelSet, f64, f64>(&v, None)?,
-                _ => m.encode_gauge(&v)?,
-            }
-        }
-        Ok(())
+        out.add(&QUARANTINE_FILES, &[], n(&q.files));
+        out.add(&QUARANTINE_BYTES, &[], n(&q.bytes));
+        out.add(&QUARANTINE_DROPPED, &[], n(&q.dropped));
     }
 }
 

@@ -152,27 +152,42 @@ pub const FRESH_INDEX: u64 = 100;
 /// Identities longer than this are shortened (prefix and hash) before they are stored.
 pub const MAX_KEY_BYTES: usize = 128;
 
+/// A stored label value: small, copyable, and an index for snapshots.
+pub trait Handle: Copy + Eq + Send + Sync + std::fmt::Debug + 'static {
+    fn index(self) -> u32;
+    fn from_index(i: u32) -> Self;
+}
+
+/// The label types the tracker stores (one type each, so they cannot be mixed up).
+pub trait Labels: Copy + Eq + Send + Sync + std::fmt::Debug + 'static {
+    type CallBridge: Handle;
+    type Tenant: Handle;
+    type CallType: Handle;
+    type LegType: Handle;
+    type Direction: Handle;
+}
+
 /// Label values for what a record did not say.
 #[derive(Clone, Copy, Debug)]
-pub struct Unknown<L> {
-    pub tenant: L,
-    pub call_type: L,
-    pub leg_type: L,
-    pub direction: L,
+pub struct Unknown<T: Labels> {
+    pub tenant: T::Tenant,
+    pub call_type: T::CallType,
+    pub leg_type: T::LegType,
+    pub direction: T::Direction,
 }
 
 /// A tracked call. A placeholder was only named by a leg so far (no callStart yet).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Call<L> {
-    pub tenant: L,
-    pub call_type: L,
+pub struct Call<T: Labels> {
+    pub tenant: T::Tenant,
+    pub call_type: T::CallType,
     pub since: u64,
     pub placeholder: bool,
     /// Legs attached to this call now (exact: a leg is in the list of one call at most).
     legs: Vec<CallLegId>,
 }
 
-impl<L> Call<L> {
+impl<T: Labels> Call<T> {
     pub fn legs(&self) -> &[CallLegId] {
         &self.legs
     }
@@ -180,17 +195,17 @@ impl<L> Call<L> {
 
 /// A tracked call leg: 32 bytes, the bulk of the state (see BENCHMARKS.md "Memory per leg").
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Leg<L> {
+pub struct Leg<T: Labels> {
     /// The leg's call; `Id(0)` until a record names it (an `Option` would double the size).
     call: CallId,
-    pub tenant: L,
-    pub leg_type: L,
-    pub direction: L,
+    pub tenant: T::Tenant,
+    pub leg_type: T::LegType,
+    pub direction: T::Direction,
     /// Unix seconds (u32 lasts until 2106).
     since: u32,
 }
 
-impl<L> Leg<L> {
+impl<T: Labels> Leg<T> {
     pub fn call(&self) -> Option<CallId> {
         (self.call != CallId::default()).then_some(self.call)
     }
@@ -201,19 +216,19 @@ impl<L> Leg<L> {
 
 /// An object removed without its own end record.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Evicted<L> {
-    Call(Call<L>),
-    Leg(Leg<L>),
+pub enum Evicted<T: Labels> {
+    Call(Call<T>),
+    Leg(Leg<T>),
     Media(Media),
 }
 
 /// Objects evicted together, for one reason, from one session.
 #[derive(Debug)]
-pub struct Eviction<L> {
+pub struct Eviction<T: Labels> {
     pub session: SessionId,
-    pub call_bridge: L,
+    pub call_bridge: T::CallBridge,
     pub reason: EvictReason,
-    pub objects: Vec<Evicted<L>>,
+    pub objects: Vec<Evicted<T>>,
     /// The session itself left the state (its dedupe memory is gone).
     pub session_dropped: bool,
 }
@@ -232,40 +247,40 @@ pub enum Index {
 
 /// What a callStart did.
 #[derive(Debug, PartialEq)]
-pub enum CallStarted<L> {
+pub enum CallStarted<T: Labels> {
     /// The call was already started: nothing changes.
     Repeated,
     /// Started; legs that had joined before are moved to its tenant (their previous state).
-    Started { relabelled: Vec<Leg<L>> },
+    Started { relabelled: Vec<Leg<T>> },
 }
 
 /// What a callEnd did.
 #[derive(Debug, PartialEq)]
-pub struct CallEnded<L> {
+pub struct CallEnded<T: Labels> {
     /// The call, if it was tracked (a placeholder too).
-    pub call: Option<Call<L>>,
+    pub call: Option<Call<T>>,
     /// Legs still attached to it: their callLegEnd was lost. They are closed now.
-    pub stray_legs: Vec<Leg<L>>,
+    pub stray_legs: Vec<Leg<T>>,
 }
 
 /// What a callLegStart did.
 #[derive(Debug, PartialEq)]
-pub enum LegStarted<L> {
+pub enum LegStarted<T: Labels> {
     Repeated,
-    Started(Leg<L>),
+    Started(Leg<T>),
 }
 
 /// What a callLegUpdate did.
 #[derive(Debug, PartialEq)]
-pub enum LegUpdated<L> {
+pub enum LegUpdated<T: Labels> {
     Unchanged,
     /// It now belongs to another call (and maybe tenant): before and after.
     Moved {
-        before: Leg<L>,
-        after: Leg<L>,
+        before: Leg<T>,
+        after: Leg<T>,
     },
     /// A leg we had not seen start (we started listening mid-call): now tracked.
-    Adopted(Leg<L>),
+    Adopted(Leg<T>),
 }
 
 #[derive(Debug, Default)]
@@ -281,26 +296,26 @@ impl Counts {
 }
 
 /// Everything known about one session (one run of one Call Bridge).
-pub struct SessionState<L> {
+pub struct SessionState<T: Labels> {
     session: SessionId,
-    call_bridge: L,
+    call_bridge: T::CallBridge,
     bridge_key: Box<str>,
     seen: Seen,
     retired: bool,
-    calls: CowMap<CallId, Call<L>>,
-    legs: CowMap<CallLegId, Leg<L>>,
+    calls: CowMap<CallId, Call<T>>,
+    legs: CowMap<CallLegId, Leg<T>>,
     /// Recordings and streamings (by [`Media`]) and when they started.
     media: [CowMap<Id, u64>; 2],
-    unknown: Unknown<L>,
+    unknown: Unknown<T>,
     counts: Arc<Counts>,
     limits: Limits,
 }
 
-impl<L: Copy + PartialEq> SessionState<L> {
+impl<T: Labels> SessionState<T> {
     pub fn id(&self) -> SessionId {
         self.session
     }
-    pub fn call_bridge(&self) -> L {
+    pub fn call_bridge(&self) -> T::CallBridge {
         self.call_bridge
     }
     /// The identity the session first arrived under (GUID, URI parameter or address).
@@ -342,14 +357,14 @@ impl<L: Copy + PartialEq> SessionState<L> {
         std::mem::replace(&mut self.retired, false)
     }
 
-    fn add_leg(&mut self, id: CallLegId, leg: Leg<L>) {
+    fn add_leg(&mut self, id: CallLegId, leg: Leg<T>) {
         if self.legs.insert(id, leg).is_none() {
             self.counts.add(Kind::CallLeg, 1);
         }
     }
 
     /// Removes a leg and its entry in its call's list.
-    fn take_leg(&mut self, id: &CallLegId) -> Option<Leg<L>> {
+    fn take_leg(&mut self, id: &CallLegId) -> Option<Leg<T>> {
         let leg = self.legs.remove(id)?;
         self.counts.add(Kind::CallLeg, -1);
         if let Some(c) = leg.call().and_then(|c| self.calls.get_mut(&c)) {
@@ -360,7 +375,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
         Some(leg)
     }
 
-    fn take_call(&mut self, id: &CallId) -> Option<Call<L>> {
+    fn take_call(&mut self, id: &CallId) -> Option<Call<T>> {
         let c = self.calls.remove(id)?;
         self.counts.add(Kind::Call, -1);
         Some(c)
@@ -368,7 +383,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
 
     /// Puts leg `leg` into `call`'s list (a placeholder call if it is not tracked) and
     /// returns the tenant the leg has there.
-    fn attach(&mut self, call: CallId, leg: CallLegId, now: u64) -> L {
+    fn attach(&mut self, call: CallId, leg: CallLegId, now: u64) -> T::Tenant {
         let unknown = self.unknown;
         match self.calls.get_mut(&call) {
             Some(c) => {
@@ -398,7 +413,13 @@ impl<L: Copy + PartialEq> SessionState<L> {
         }
     }
 
-    pub fn call_start(&mut self, id: CallId, tenant: L, call_type: L, now: u64) -> CallStarted<L> {
+    pub fn call_start(
+        &mut self,
+        id: CallId,
+        tenant: T::Tenant,
+        call_type: T::CallType,
+        now: u64,
+    ) -> CallStarted<T> {
         let legs = match self.calls.get_mut(&id) {
             Some(c) if !c.placeholder => return CallStarted::Repeated,
             Some(c) => {
@@ -436,7 +457,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
         CallStarted::Started { relabelled }
     }
 
-    pub fn call_end(&mut self, id: CallId) -> CallEnded<L> {
+    pub fn call_end(&mut self, id: CallId) -> CallEnded<T> {
         let Some(call) = self.take_call(&id) else {
             return CallEnded {
                 call: None,
@@ -461,10 +482,10 @@ impl<L: Copy + PartialEq> SessionState<L> {
         &mut self,
         id: CallLegId,
         call: Option<CallId>,
-        leg_type: L,
-        direction: L,
+        leg_type: T::LegType,
+        direction: T::Direction,
         now: u64,
-    ) -> LegStarted<L> {
+    ) -> LegStarted<T> {
         if self.legs.contains_key(&id) {
             return LegStarted::Repeated;
         }
@@ -484,7 +505,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
     }
 
     /// `call`: the call the update names (`None` for no call or the IVR).
-    pub fn leg_update(&mut self, id: CallLegId, call: Option<CallId>, now: u64) -> LegUpdated<L> {
+    pub fn leg_update(&mut self, id: CallLegId, call: Option<CallId>, now: u64) -> LegUpdated<T> {
         let Some(before) = self.legs.get(&id).copied() else {
             let tenant = match call {
                 Some(c) => self.attach(c, id, now),
@@ -522,7 +543,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
         LegUpdated::Moved { before, after }
     }
 
-    pub fn leg_end(&mut self, id: CallLegId) -> Option<Leg<L>> {
+    pub fn leg_end(&mut self, id: CallLegId) -> Option<Leg<T>> {
         self.take_leg(&id)
     }
 
@@ -556,7 +577,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
     }
 
     /// Removes every object (the Call Bridge restarted: they are gone with it).
-    fn drain_all(&mut self) -> Vec<Evicted<L>> {
+    fn drain_all(&mut self) -> Vec<Evicted<T>> {
         let mut out = Vec::with_capacity(self.object_count());
         self.counts.add(Kind::Call, -(self.calls.len() as i64));
         out.extend(
@@ -580,7 +601,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
     }
 
     /// Removes a call and the legs still attached to it.
-    fn evict_call(&mut self, id: &CallId, out: &mut Vec<Evicted<L>>) {
+    fn evict_call(&mut self, id: &CallId, out: &mut Vec<Evicted<T>>) {
         if let Some(c) = self.take_call(id) {
             for leg in &c.legs {
                 if let Some(l) = self.legs.remove(leg) {
@@ -593,7 +614,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
     }
 
     /// Evicts every object whose start is before `cutoff` (a call with its legs).
-    fn evict_older_than(&mut self, cutoff: u64) -> Vec<Evicted<L>> {
+    fn evict_older_than(&mut self, cutoff: u64) -> Vec<Evicted<T>> {
         let mut out = Vec::new();
         let calls: Vec<CallId> = self
             .calls
@@ -625,7 +646,7 @@ impl<L: Copy + PartialEq> SessionState<L> {
     /// its fair share (max / sessions) evicts its own oldest until the total is back at 90 %.
     /// So a flood from one session evicts that session's objects, not its neighbours', and the
     /// total stays within about twice the bound even if every session is at its share.
-    pub fn enforce_max(&mut self) -> Vec<Evicted<L>> {
+    pub fn enforce_max(&mut self) -> Vec<Evicted<T>> {
         let mut out = Vec::new();
         let max = self.limits.max_objects as i64;
         let sessions = self.counts.get(Kind::Session).max(1);
@@ -685,7 +706,7 @@ fn since32(now: u64) -> u32 {
 
 /// A session's state behind its own lock: batches of one session apply in order,
 /// different Call Bridges in parallel.
-pub type SharedSession<L> = Arc<Mutex<SessionState<L>>>;
+pub type SharedSession<T> = Arc<Mutex<SessionState<T>>>;
 
 /// The sessions seen under one Call Bridge identity, oldest first.
 #[derive(Clone, Debug, Default)]
@@ -698,8 +719,8 @@ struct Bridge {
 }
 
 /// What [`Tracker::begin`] found.
-pub struct Begin<L> {
-    pub session: SharedSession<L>,
+pub struct Begin<T: Labels> {
+    pub session: SharedSession<T>,
     /// The first batch of this session (count it).
     pub new: bool,
     /// A new, not freshly booted session arrived for an identity that already has a live
@@ -709,14 +730,14 @@ pub struct Begin<L> {
     pub replaced: Option<SessionId>,
     /// Objects that left the state because of this batch's session bookkeeping: a restart
     /// ends the old session's objects; bounds drop the oldest sessions and identities.
-    pub evictions: Vec<Eviction<L>>,
+    pub evictions: Vec<Eviction<T>>,
 }
 
 /// All sessions, and which sessions each Call Bridge identity has.
-pub struct Tracker<L> {
+pub struct Tracker<T: Labels> {
     limits: Limits,
-    unknown: Unknown<L>,
-    sessions: DashMap<SessionId, SharedSession<L>, ahash::RandomState>,
+    unknown: Unknown<T>,
+    sessions: DashMap<SessionId, SharedSession<T>, ahash::RandomState>,
     /// Identity bookkeeping, touched once per batch. Lock order: `bridges`, then a session.
     bridges: Mutex<HashMap<Box<str>, Bridge, ahash::RandomState>>,
     counts: Arc<Counts>,
@@ -735,8 +756,8 @@ pub fn bound_key(key: &str) -> std::borrow::Cow<'_, str> {
     format!("{}~{h:016x}", &key[..end]).into()
 }
 
-impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
-    pub fn new(limits: Limits, unknown: Unknown<L>) -> Self {
+impl<T: Labels> Tracker<T> {
+    pub fn new(limits: Limits, unknown: Unknown<T>) -> Self {
         Tracker {
             limits,
             unknown,
@@ -755,7 +776,12 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
         Kind::ALL.map(|k| (k, self.counts.get(k).max(0) as u64))
     }
 
-    fn new_state(&self, session: SessionId, call_bridge: L, key: &str) -> SessionState<L> {
+    fn new_state(
+        &self,
+        session: SessionId,
+        call_bridge: T::CallBridge,
+        key: &str,
+    ) -> SessionState<T> {
         SessionState {
             session,
             call_bridge,
@@ -781,8 +807,8 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
         key: &str,
         fresh: bool,
         now: u64,
-        label: impl FnOnce() -> L,
-    ) -> Begin<L> {
+        label: impl FnOnce() -> T::CallBridge,
+    ) -> Begin<T> {
         let key = bound_key(key);
         let mut bridges = self.bridges.lock();
         let known = self.sessions.get(&session).map(|s| s.clone());
@@ -843,7 +869,7 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
     }
 
     /// Marks `session` replaced and ends its objects; with `drop`, forgets it entirely.
-    fn retire(&self, session: SessionId, reason: EvictReason, drop: bool) -> Option<Eviction<L>> {
+    fn retire(&self, session: SessionId, reason: EvictReason, drop: bool) -> Option<Eviction<T>> {
         let state = if drop {
             let s = self.sessions.remove(&session).map(|(_, s)| s);
             if s.is_some() {
@@ -876,7 +902,7 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
         &self,
         key: &str,
         bridges: &mut HashMap<Box<str>, Bridge, ahash::RandomState>,
-        out: &mut Vec<Eviction<L>>,
+        out: &mut Vec<Eviction<T>>,
     ) {
         let per = self.limits.sessions_per_call_bridge.max(2);
         while let Some(b) = bridges.get_mut(key) {
@@ -931,12 +957,12 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
     }
 
     /// Every session, for sweeps and snapshots.
-    fn all_sessions(&self) -> Vec<SharedSession<L>> {
+    fn all_sessions(&self) -> Vec<SharedSession<T>> {
         self.sessions.iter().map(|s| s.value().clone()).collect()
     }
 
     /// Evicts objects that started before `now - max_age_seconds` from every session.
-    pub fn sweep(&self, now: u64) -> Vec<Eviction<L>> {
+    pub fn sweep(&self, now: u64) -> Vec<Eviction<T>> {
         let cutoff = now.saturating_sub(self.limits.max_age_seconds);
         let mut out = Vec::new();
         for s in self.all_sessions() {
@@ -1006,26 +1032,26 @@ pub struct TrackerSnapshot {
 
 /// The state at one instant, sharing memory with the live state: taking it costs a few
 /// pointer copies per session, so batches wait for it only briefly.
-pub struct TrackerCopy<L> {
-    sessions: Vec<SessionCopy<L>>,
+pub struct TrackerCopy<T: Labels> {
+    sessions: Vec<SessionCopy<T>>,
     bridges: Vec<(Box<str>, Bridge)>,
 }
 
-struct SessionCopy<L> {
+struct SessionCopy<T: Labels> {
     session: SessionId,
-    call_bridge: L,
+    call_bridge: T::CallBridge,
     bridge_key: Box<str>,
     seen: Seen,
     retired: bool,
-    calls: CowMap<CallId, Call<L>>,
-    legs: CowMap<CallLegId, Leg<L>>,
+    calls: CowMap<CallId, Call<T>>,
+    legs: CowMap<CallLegId, Leg<T>>,
     media: [CowMap<Id, u64>; 2],
 }
 
-impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
+impl<T: Labels> Tracker<T> {
     /// Copies the state. The caller keeps batches from being applied meanwhile for the copy
     /// to be consistent.
-    pub fn copy(&self) -> TrackerCopy<L> {
+    pub fn copy(&self) -> TrackerCopy<T> {
         let bridges = self.bridges.lock();
         let sessions = self
             .all_sessions()
@@ -1054,16 +1080,18 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
     }
 
     /// Loads a snapshot into an empty tracker; `label` maps indices back to handles.
-    pub fn restore(&self, snap: &TrackerSnapshot, label: impl Fn(u32) -> L) {
+    /// `map` turns a label index of the snapshot into one of this process.
+    pub fn restore(&self, snap: &TrackerSnapshot, map: impl Fn(u32) -> u32) {
         for s in &snap.sessions {
             let id = SessionId(Id(s.session));
-            let mut st = self.new_state(id, label(s.call_bridge), &s.bridge_key);
+            let h = |i: &u32| map(*i);
+            let mut st = self.new_state(id, Handle::from_index(h(&s.call_bridge)), &s.bridge_key);
             st.seen = Seen::from_ranges(s.seen.clone());
             st.retired = s.retired;
             for (cid, [tenant, call_type], since, placeholder, legs) in &s.calls {
                 let call = Call {
-                    tenant: label(*tenant),
-                    call_type: label(*call_type),
+                    tenant: Handle::from_index(h(tenant)),
+                    call_type: Handle::from_index(h(call_type)),
                     since: *since,
                     placeholder: *placeholder,
                     legs: legs.iter().map(|l| CallLegId(Id(*l))).collect(),
@@ -1073,9 +1101,9 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
             for (lid, call, [tenant, leg_type, direction], since) in &s.legs {
                 let leg = Leg {
                     call: call.map(|c| CallId(Id(c))).unwrap_or_default(),
-                    tenant: label(*tenant),
-                    leg_type: label(*leg_type),
-                    direction: label(*direction),
+                    tenant: Handle::from_index(h(tenant)),
+                    leg_type: Handle::from_index(h(leg_type)),
+                    direction: Handle::from_index(h(direction)),
                     since: since32(*since),
                 };
                 st.legs.insert(CallLegId(Id(*lid)), leg);
@@ -1107,15 +1135,15 @@ impl<L: Copy + PartialEq + Send + 'static> Tracker<L> {
     }
 }
 
-impl<L: Copy> TrackerCopy<L> {
+impl<T: Labels> TrackerCopy<T> {
     /// The serialisable form; `label` turns a label handle into a plain index.
-    pub fn into_snapshot(self, label: impl Fn(L) -> u32) -> TrackerSnapshot {
+    pub fn into_snapshot(self) -> TrackerSnapshot {
         let sessions = self
             .sessions
             .into_iter()
             .map(|s| SessionSnapshot {
                 session: s.session.0 .0,
-                call_bridge: label(s.call_bridge),
+                call_bridge: s.call_bridge.index(),
                 bridge_key: s.bridge_key.into(),
                 seen: s.seen.ranges().to_vec(),
                 retired: s.retired,
@@ -1125,7 +1153,7 @@ impl<L: Copy> TrackerCopy<L> {
                     .map(|(id, c)| {
                         (
                             id.0 .0,
-                            [label(c.tenant), label(c.call_type)],
+                            [c.tenant.index(), c.call_type.index()],
                             c.since,
                             c.placeholder,
                             c.legs.iter().map(|l| l.0 .0).collect(),
@@ -1136,7 +1164,7 @@ impl<L: Copy> TrackerCopy<L> {
                     .legs
                     .iter()
                     .map(|(id, l)| {
-                        let labels = [label(l.tenant), label(l.leg_type), label(l.direction)];
+                        let labels = [l.tenant.index(), l.leg_type.index(), l.direction.index()];
                         (id.0 .0, l.call().map(|c| c.0 .0), labels, l.since as u64)
                     })
                     .collect(),
@@ -1170,14 +1198,34 @@ impl<L: Copy> TrackerCopy<L> {
 mod tests {
     use super::*;
 
-    const UNKNOWN: Unknown<u8> = Unknown {
+    impl Handle for u8 {
+        fn index(self) -> u32 {
+            self as u32
+        }
+        fn from_index(i: u32) -> Self {
+            i as u8
+        }
+    }
+
+    /// Every label a `u8`, for tests.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Plain;
+    impl Labels for Plain {
+        type CallBridge = u8;
+        type Tenant = u8;
+        type CallType = u8;
+        type LegType = u8;
+        type Direction = u8;
+    }
+
+    const UNKNOWN: Unknown<Plain> = Unknown {
         tenant: 0,
         call_type: 0,
         leg_type: 0,
         direction: 0,
     };
 
-    fn tracker(limits: Limits) -> Tracker<u8> {
+    fn tracker(limits: Limits) -> Tracker<Plain> {
         Tracker::new(limits, UNKNOWN)
     }
     fn sid(i: u128) -> SessionId {
@@ -1193,7 +1241,7 @@ mod tests {
     #[test]
     fn leg_entries_stay_small() {
         // Key and value of the legs map: the memory-per-leg budget rests on this.
-        assert_eq!(std::mem::size_of::<(CallLegId, Leg<u32>)>(), 48);
+        assert_eq!(std::mem::size_of::<(CallLegId, Leg<Plain>)>(), 48);
     }
 
     #[test]
@@ -1386,10 +1434,10 @@ mod tests {
         let copy = t.copy();
         // Writes after the copy do not change it.
         b.session.lock().leg_end(leg(1));
-        let snap = copy.into_snapshot(|l| l as u32);
+        let snap = copy.into_snapshot();
         let t2 = tracker(Limits::default());
-        t2.restore(&snap, |i| i as u8);
-        assert_eq!(t2.copy().into_snapshot(|l| l as u32), snap);
+        t2.restore(&snap, |i| i);
+        assert_eq!(t2.copy().into_snapshot(), snap);
         assert_eq!(t2.tracked().map(|x| x.1), [2, 2, 1, 0, 1]);
         let b = t2.begin(sid(1), "cb", false, 2, || 0);
         let mut st = b.session.lock();

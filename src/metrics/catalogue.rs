@@ -1,0 +1,383 @@
+//! Every metric family, declared once: name, help, unit, type, typed labels and buckets.
+//! Storage, exposition, snapshots and the README's table (checked by `tests/catalogue.rs`)
+//! all come from here.
+//!
+//! Cardinality rule: a `cms_*` family carries `call_bridge` or `tenant`, never both, beside
+//! small enumerations; see README "Cardinality".
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::encode::{Scraped, Value};
+use super::family::{
+    Budget, Counter, Desc, Family, FloatCounter, FloatGauge, Gauge, Histogram, SeriesValue, Shape,
+    StoredFamily, Type,
+};
+use super::vocab::*;
+use super::{LabelLimits, TenantDetail};
+
+/// Duration buckets for calls and legs: 10 s to a day.
+pub const DURATION_BUCKETS: &[f64] = &[
+    10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+];
+/// callLegsMaxActive buckets.
+pub const PARTICIPANT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
+];
+/// MOS bands (ITU-T P.800.1 / G.107): 4.3 very good, 3.6 bad, 3.1 not recommended, 2.6 very bad.
+pub const MOS_BUCKETS: &[f64] = &[1.0, 2.0, 2.6, 3.1, 3.6, 4.0, 4.3, 4.5];
+/// Packet loss ratio buckets: 0.1 % to 50 %.
+pub const LOSS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
+/// Video heights: 144p to 4K.
+pub const HEIGHT_BUCKETS: &[f64] = &[
+    144.0, 240.0, 360.0, 480.0, 576.0, 720.0, 1080.0, 1440.0, 2160.0,
+];
+
+/// How each family is shaped, from the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct FamilyOptions {
+    pub tenant_detail: TenantDetail,
+    /// Family name (as exposed) → label names to drop (`labels.drop`).
+    pub drops: BTreeMap<String, Vec<String>>,
+}
+
+/// A family or label named in `labels.drop` that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("no metric family {0:?} (see README \"Metrics\")")]
+    UnknownFamily(String),
+    #[error("metric family {family:?} has no label {label:?} (it has {labels:?})")]
+    UnknownLabel {
+        family: String,
+        label: String,
+        labels: Vec<&'static str>,
+    },
+}
+
+fn shape(d: &Desc, opts: &FamilyOptions) -> Result<Shape, ShapeError> {
+    let compact = opts.tenant_detail == TenantDetail::Compact;
+    let mut dropped = Vec::new();
+    let mut drop =
+        |label: &str| -> Result<(), ShapeError> {
+            let i = d.labels.iter().position(|l| *l == label).ok_or_else(|| {
+                ShapeError::UnknownLabel {
+                    family: d.name.into(),
+                    label: label.into(),
+                    labels: d.labels.to_vec(),
+                }
+            })?;
+            if !dropped.contains(&i) {
+                dropped.push(i);
+            }
+            Ok(())
+        };
+    if compact {
+        for l in d.compact_drops {
+            drop(l)?;
+        }
+    }
+    for l in opts.drops.get(d.name).into_iter().flatten() {
+        drop(l)?;
+    }
+    Ok(Shape {
+        enabled: !(compact && d.full_detail_only),
+        dropped,
+    })
+}
+
+macro_rules! opt {
+    () => {
+        None
+    };
+    ($x:expr) => {
+        Some($x)
+    };
+}
+macro_rules! or_empty {
+    () => {
+        &[]
+    };
+    ($x:expr) => {
+        $x
+    };
+}
+macro_rules! flag {
+    () => {
+        false
+    };
+    ($x:literal) => {
+        $x
+    };
+}
+
+/// The stored families: `field: Cell<(Labels, ...)> = "name", "help" [, unit "u"]
+/// [, buckets B] [, full] [, compact_drops [..]] [, derived];`. `full`: only with
+/// `labels.tenant_detail = "full"`; `derived`: rebuilt from the configuration at start, not
+/// snapshotted.
+macro_rules! stored {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident : $cell:ident < $labels:ty > = $name:literal, $help:literal
+        $(, unit $unit:literal)?
+        $(, buckets $buckets:expr)?
+        $(, full $full:literal)?
+        $(, compact_drops $cd:expr)?
+        $(, derived $derived:literal)?
+        ;
+    )*) => {
+        /// Every stored family. Shared as `Arc<Metrics>`; every update is lock-free apart
+        /// from the map shard a new series is inserted into.
+        pub struct Metrics {
+            pub vocab: Vocabulary,
+            pub budget: Arc<Budget>,
+            $( $(#[doc = $doc])* pub $field: Family<$labels, $cell>, )*
+        }
+
+        impl Metrics {
+            pub fn new(limits: &LabelLimits, opts: &FamilyOptions) -> Result<Metrics, ShapeError> {
+                let vocab = Vocabulary::new(limits);
+                let budget = Arc::new(Budget::new(limits.max_series));
+                let known: Vec<&str> = STORED.iter().map(|d| d.name).collect();
+                for f in opts.drops.keys() {
+                    if !known.contains(&f.as_str()) {
+                        return Err(ShapeError::UnknownFamily(f.clone()));
+                    }
+                }
+                let mut i = 0;
+                let mut next = || { i += 1; STORED[i - 1] };
+                Ok(Metrics {
+                    $( $field: {
+                        let d = next();
+                        Family::new(d, shape(&d, opts)?, &vocab, budget.clone())
+                    }, )*
+                    vocab,
+                    budget,
+                })
+            }
+
+            /// Every stored family, in exposition order.
+            pub fn stored(&self) -> [&dyn StoredFamily; STORED.len()] {
+                [ $( &self.$field, )* ]
+            }
+
+            /// Families whose values are history (restored from snapshots).
+            fn stateful(&self) -> Vec<&dyn StoredFamily> {
+                let derived = [ $( flag!($($derived)?), )* ];
+                self.stored().into_iter().zip(derived).filter(|(_, d)| !d).map(|(f, _)| f).collect()
+            }
+        }
+
+        /// The stored families' descriptions, in exposition order.
+        pub const STORED: [Desc; [$(stringify!($field)),*].len()] = [ $(
+            Desc {
+                name: $name,
+                help: $help,
+                unit: opt!($($unit)?),
+                kind: <$cell as super::family::Cell>::TYPE,
+                labels: <$labels as LabelSet>::NAMES,
+                buckets: or_empty!($($buckets)?),
+                full_detail_only: flag!($($full)?),
+                compact_drops: or_empty!($($cd)?),
+            },
+        )* ];
+    };
+}
+
+stored! {
+    // Calls, by Call Bridge.
+    calls_active: Gauge<(CallBridge, CallType)> = "cms_calls_active", "Calls in progress (callStart seen, callEnd not yet), by Call Bridge";
+    calls_started: Counter<(CallBridge, CallType)> = "cms_calls_started_total", "Calls started (callStart records), by Call Bridge";
+    calls_ended: Counter<(CallBridge, CallType)> = "cms_calls_ended_total", "Calls ended (callEnd records), by Call Bridge";
+    call_duration: Histogram<(CallBridge,)> = "cms_call_duration_seconds", "Call duration from callEnd durationSeconds, by Call Bridge", unit "seconds", buckets DURATION_BUCKETS;
+    call_participants_max: Histogram<(CallBridge,)> = "cms_call_participants_max", "Most call legs simultaneously active in a call (callEnd callLegsMaxActive), by Call Bridge", buckets PARTICIPANT_BUCKETS;
+    // Call legs, by Call Bridge.
+    legs_active: Gauge<(CallBridge, LegType, LegDirection)> = "cms_call_legs_active", "Call legs in progress (callLegStart seen, callLegEnd not yet), by Call Bridge";
+    legs_started: Counter<(CallBridge, LegType, LegDirection)> = "cms_call_legs_started_total", "Call legs started (callLegStart records), by Call Bridge";
+    legs_ended: Counter<(CallBridge, EndReason, RemoteTeardown)> = "cms_call_legs_ended_total", "Call legs ended (callLegEnd records) by reason and by which side tore down, by Call Bridge";
+    leg_duration: Histogram<(CallBridge,)> = "cms_call_leg_duration_seconds", "Call leg duration from callLegEnd durationSeconds, by Call Bridge", unit "seconds", buckets DURATION_BUCKETS;
+    // Call quality, by Call Bridge.
+    leg_mos: Histogram<(CallBridge,)> = "cms_call_leg_mos", "Estimated listening-quality MOS of the audio the Meeting Server received from each leg (E-model from CMS burst/gap packet statistics), by Call Bridge", buckets MOS_BUCKETS;
+    leg_mos_unavailable: Counter<(CallBridge, MosUnavailable)> = "cms_call_leg_mos_unavailable_total", "Call legs ended without a MOS estimate, by reason (no_audio, no_packet_statistics, invalid_values), by Call Bridge";
+    leg_packet_loss: Histogram<(CallBridge, Media)> = "cms_call_leg_packet_loss_ratio", "Packet loss of received media per leg (time-weighted burst and gap density), ratio 0-1, by Call Bridge", buckets LOSS_BUCKETS;
+    leg_alarm_seconds: FloatCounter<(CallBridge, Alarm)> = "cms_call_leg_alarm_seconds_total", "Time legs spent in an alarm condition (durationPercentage x durationSeconds / 100), by Call Bridge", unit "seconds";
+    legs_with_alarm: Counter<(CallBridge, Alarm)> = "cms_call_legs_with_alarm_total", "Call legs that raised an alarm of this type at least once, by Call Bridge";
+    media_streams: Counter<(CallBridge, Media, MediaDirection, Codec)> = "cms_call_leg_media_streams_total", "Media streams of ended legs by codec (one per rx/tx audio/video section), by Call Bridge";
+    media_seconds: FloatCounter<(CallBridge, Media, MediaDirection, Codec)> = "cms_call_leg_media_seconds_total", "Leg time by media codec (the leg's durationSeconds per stream present), by Call Bridge", unit "seconds";
+    video_height: Histogram<(CallBridge, MediaDirection)> = "cms_call_leg_video_max_height_pixels", "Largest video height received (rx) and sent (tx) per leg (maxSizeHeight), by Call Bridge", unit "pixels", buckets HEIGHT_BUCKETS;
+    legs_encryption: Counter<(CallBridge, Encryption)> = "cms_call_legs_encryption_total", "Ended legs by media encryption (encrypted, unencrypted, both, none), by Call Bridge";
+    media_usage_seconds: FloatCounter<(CallBridge, MediaUsage)> = "cms_call_leg_media_usage_seconds_total", "Leg time spent viewing or contributing main video and presentation, and in multistream (mediaUsagePercentages x durationSeconds / 100), by Call Bridge", unit "seconds";
+    // Recordings and streamings, by Call Bridge.
+    recordings_active: Gauge<(CallBridge,)> = "cms_recordings_active", "Recordings in progress, by Call Bridge";
+    recordings_started: Counter<(CallBridge,)> = "cms_recordings_started_total", "Recordings started (recordingStart records), by Call Bridge";
+    recordings_ended: Counter<(CallBridge,)> = "cms_recordings_ended_total", "Recordings ended (recordingEnd records), by Call Bridge";
+    streamings_active: Gauge<(CallBridge,)> = "cms_streamings_active", "Streamings in progress, by Call Bridge";
+    streamings_started: Counter<(CallBridge,)> = "cms_streamings_started_total", "Streamings started (streamingStart records), by Call Bridge";
+    streamings_ended: Counter<(CallBridge,)> = "cms_streamings_ended_total", "Streamings ended (streamingEnd records), by Call Bridge";
+    // By tenant: the compact set, and more with labels.tenant_detail = "full".
+    tenant_calls_active: Gauge<(Tenant,)> = "cms_tenant_calls_active", "Calls in progress, by tenant (none: calls without a tenant; unknown: never seen start)";
+    tenant_calls_started: Counter<(Tenant,)> = "cms_tenant_calls_started_total", "Calls started (callStart records), by tenant";
+    tenant_calls_ended: Counter<(Tenant,)> = "cms_tenant_calls_ended_total", "Calls ended (callEnd records), by tenant";
+    tenant_legs_active: Gauge<(Tenant,)> = "cms_tenant_call_legs_active", "Call legs in progress, by tenant of their call";
+    tenant_legs_started: Counter<(Tenant,)> = "cms_tenant_call_legs_started_total", "Call legs started, by tenant of their call when the leg started (unknown if the call had not started yet)";
+    tenant_legs_ended: Counter<(Tenant, EndReason)> = "cms_tenant_call_legs_ended_total", "Call legs ended, by tenant (and by reason with labels.tenant_detail = full)", compact_drops &["reason"];
+    tenant_leg_mos: Histogram<(Tenant,)> = "cms_tenant_call_leg_mos", "Estimated listening-quality MOS of the audio the Meeting Server received from each leg, by tenant", buckets MOS_BUCKETS;
+    tenant_leg_mos_unavailable: Counter<(Tenant,)> = "cms_tenant_call_leg_mos_unavailable_total", "Call legs ended without a MOS estimate, by tenant";
+    tenant_legs_with_alarm: Counter<(Tenant, Alarm)> = "cms_tenant_call_legs_with_alarm_total", "Call legs that raised an alarm of this type at least once, by tenant";
+    tenant_leg_packet_loss: Histogram<(Tenant, Media)> = "cms_tenant_call_leg_packet_loss_ratio", "Packet loss of received media per leg, ratio 0-1, by tenant (labels.tenant_detail = full)", buckets LOSS_BUCKETS, full true;
+    tenant_leg_duration: Histogram<(Tenant,)> = "cms_tenant_call_leg_duration_seconds", "Call leg duration, by tenant (labels.tenant_detail = full)", unit "seconds", buckets DURATION_BUCKETS, full true;
+    tenant_call_duration: Histogram<(Tenant,)> = "cms_tenant_call_duration_seconds", "Call duration, by tenant (labels.tenant_detail = full)", unit "seconds", buckets DURATION_BUCKETS, full true;
+    // The MOS model's assumptions in force (from the configuration).
+    mos_codec_impairment: FloatGauge<(Codec, CodecParameter)> = "cdr_exporter_mos_codec_impairment", "Codec impairment values in force for the MOS estimate (ie, bpl)", derived true;
+    mos_assumed_delay: FloatGauge<()> = "cdr_exporter_mos_assumed_delay_seconds", "One-way delay Ta assumed by the MOS estimate", unit "seconds", derived true;
+    // The receiver itself.
+    records: Counter<(CallBridge, RecordType)> = "cdr_exporter_records_total", "CDR records applied, by type (duplicates excluded)";
+    records_duplicate: Counter<(CallBridge,)> = "cdr_exporter_records_duplicate_total", "CDR records received again (same session and correlatorIndex) and skipped";
+    records_missing: Counter<(CallBridge,)> = "cdr_exporter_records_missing_total", "CDR records lost before reaching the exporter (correlatorIndex gaps and numPreceedingRecordsMissing, each counted once)";
+    records_invalid: Counter<(CallBridge, InvalidReason)> = "cdr_exporter_records_invalid_total", "CDR records in well-formed batches that could not be used, by reason";
+    records_unmatched: Counter<(CallBridge, RecordType)> = "cdr_exporter_records_unmatched_total", "Update and end records for calls, legs, recordings or streamings the exporter was not tracking";
+    batches: Counter<(CallBridge,)> = "cdr_exporter_batches_total", "CDR batches (POST bodies) accepted and acknowledged";
+    batches_rejected: Counter<(RejectReason,)> = "cdr_exporter_batches_rejected_total", "CDR batches rejected whole, by reason";
+    last_record_timestamp: FloatGauge<(CallBridge,)> = "cdr_exporter_last_record_timestamp_seconds", "Time attribute of the newest record applied (Call Bridge clock)", unit "seconds";
+    last_batch_timestamp: FloatGauge<(CallBridge,)> = "cdr_exporter_last_batch_timestamp_seconds", "When the exporter last accepted a batch from the Call Bridge (exporter clock)", unit "seconds";
+    sessions: Counter<(CallBridge,)> = "cdr_exporter_sessions_total", "CDR sessions seen per Call Bridge; each new one after the first is a Call Bridge restart";
+    evicted_objects: Counter<(ObjectKind, EvictReason)> = "cdr_exporter_evicted_objects_total", "Objects dropped from correlation state without an end record, by reason";
+    connections_active: Gauge<()> = "cdr_exporter_connections_active", "HTTP connections open", derived true;
+    connections_rejected: Counter<(ConnectionReject,)> = "cdr_exporter_connections_rejected_total", "Connections closed at once: over server.max_connections, or a failed TLS handshake";
+}
+
+/// Declares the scrape-time families (values read from elsewhere at each scrape) as statics,
+/// and [`SCRAPED`] listing them in exposition order.
+macro_rules! scraped {
+    ($( $(#[doc = $doc:literal])* $id:ident : $kind:ident [$($l:literal),*] = $name:literal, $help:literal $(, unit $unit:literal)? ; )*) => {
+        $(
+            $(#[doc = $doc])*
+            pub static $id: Desc = Desc {
+                name: $name,
+                help: $help,
+                unit: opt!($($unit)?),
+                kind: Type::$kind,
+                labels: &[$($l),*],
+                buckets: &[],
+                full_detail_only: false,
+                compact_drops: &[],
+            };
+        )*
+        /// The scrape-time families, in exposition order.
+        pub static SCRAPED: &[&Desc] = &[$(&$id),*];
+    };
+}
+
+scraped! {
+    BUILD_INFO: Info ["version"] = "cdr_exporter_build_info", "Build information of cdr-exporter";
+    TRACKED_OBJECTS: Gauge ["kind"] = "cdr_exporter_tracked_objects", "Objects held in correlation state (placeholder calls included), and sessions";
+    LABEL_OVERFLOW: Counter ["label", "cause"] = "cdr_exporter_label_overflow_total", "Label values replaced by other: beyond the label's cap on distinct values (cause max_values) or longer than labels.max_value_bytes (cause too_long)";
+    SERIES: Gauge [] = "cdr_exporter_series", "Series stored in all families (labels.max_series is the budget)";
+    SERIES_BUDGET_EXCEEDED: Counter ["family"] = "cdr_exporter_series_budget_exceeded_total", "Updates reported under the family's other series because labels.max_series was reached";
+    LOG_LINES_SUPPRESSED: Counter [] = "cdr_exporter_log_lines_suppressed_total", "Log lines not written because their call site wrote 10 in the last 10 s";
+    JOURNAL_APPENDS: Counter [] = "cdr_exporter_journal_appends_total", "Batches written to the journal";
+    JOURNAL_WRITTEN: Counter [] = "cdr_exporter_journal_written_bytes_total", "Bytes written to the journal", unit "bytes";
+    JOURNAL_FSYNCS: Counter [] = "cdr_exporter_journal_fsyncs_total", "fsync calls on the journal (one per group commit)";
+    JOURNAL_FSYNC: Counter [] = "cdr_exporter_journal_fsync_seconds_total", "Time spent in journal fsync", unit "seconds";
+    JOURNAL_ERRORS: Counter [] = "cdr_exporter_journal_errors_total", "Failed journal writes (each answered 503)";
+    RECOVERY_REPLAYED: Gauge [] = "cdr_exporter_recovery_replayed_batches", "Journaled batches replayed at the last start";
+    RECOVERY_CORRUPT: Gauge [] = "cdr_exporter_recovery_corrupt_bytes", "Journal bytes that were not a valid entry (torn writes, damage), skipped at the last start", unit "bytes";
+    RECOVERY_LOST: Gauge [] = "cdr_exporter_recovery_lost_batches", "Acknowledged batches that could not be replayed at the last start (damaged journal entries, or a journal that no longer reaches the state loaded)";
+    RECOVERY_UNREADABLE: Gauge [] = "cdr_exporter_recovery_unreadable_snapshots", "Snapshots that could not be read at the last start (moved to snapshots/damaged)";
+    RECOVERY_INCOMPLETE: Gauge [] = "cdr_exporter_recovery_incomplete", "1 if the last start could not rebuild the whole state (see cdr_exporter_recovery_lost_batches)";
+    SNAPSHOT_LAST_SUCCESS: Gauge [] = "cdr_exporter_snapshot_last_success_timestamp_seconds", "When the last snapshot was written", unit "seconds";
+    SNAPSHOT_LAST_DURATION: Gauge [] = "cdr_exporter_snapshot_last_duration_seconds", "How long the last snapshot took, copy, serialisation and write", unit "seconds";
+    SNAPSHOT_LAST_GATE: Gauge [] = "cdr_exporter_snapshot_last_gate_seconds", "How long the last snapshot held batches back (copying the state)", unit "seconds";
+    QUARANTINE_FILES: Gauge [] = "cdr_exporter_quarantine_files", "Rejected bodies kept in data_dir/quarantine";
+    QUARANTINE_BYTES: Gauge [] = "cdr_exporter_quarantine_bytes", "Bytes of rejected bodies kept in data_dir/quarantine", unit "bytes";
+    QUARANTINE_DROPPED: Counter [] = "cdr_exporter_quarantine_dropped_total", "Rejected bodies not kept or removed to stay within quarantine_max_bytes and quarantine_max_files";
+    PROCESS_CPU: Counter [] = "process_cpu_seconds_total", "Total user and system CPU time spent in seconds", unit "seconds";
+    PROCESS_RSS: Gauge [] = "process_resident_memory_bytes", "Resident memory size in bytes", unit "bytes";
+    PROCESS_VMEM: Gauge [] = "process_virtual_memory_bytes", "Virtual memory size in bytes", unit "bytes";
+    PROCESS_OPEN_FDS: Gauge [] = "process_open_fds", "Number of open file descriptors";
+    PROCESS_MAX_FDS: Gauge [] = "process_max_fds", "Maximum number of open file descriptors";
+    PROCESS_START: Gauge [] = "process_start_time_seconds", "Start time of the process since unix epoch in seconds", unit "seconds";
+    PROCESS_THREADS: Gauge [] = "process_threads", "Number of OS threads in the process";
+}
+
+impl Metrics {
+    /// The scrape-time families that come from the metrics themselves.
+    pub fn collect(&self, out: &mut Scraped) {
+        out.add(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], Value::U64(1));
+        // Several label types share the name `reason`: sum them into one series per cause.
+        let domains = self.vocab.all();
+        let mut seen: Vec<&str> = Vec::new();
+        for (_, d) in &domains {
+            let label = d.label();
+            if seen.contains(&label) {
+                continue;
+            }
+            seen.push(label);
+            let mut total = [0u64; 2];
+            for (_, o) in domains.iter().filter(|(_, o)| o.label() == label) {
+                let ov = o.overflow();
+                total[0] += ov[0];
+                total[1] += ov[1];
+            }
+            out.add(
+                &LABEL_OVERFLOW,
+                &[label, "max_values"],
+                Value::U64(total[0]),
+            );
+            out.add(&LABEL_OVERFLOW, &[label, "too_long"], Value::U64(total[1]));
+        }
+        out.add(&SERIES, &[], Value::U64(self.budget.used() as u64));
+        for f in self.stored() {
+            out.add(
+                &SERIES_BUDGET_EXCEEDED,
+                &[f.desc().name],
+                Value::U64(f.budget_exceeded()),
+            );
+        }
+    }
+}
+
+/// Everything the metrics hold, for a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsSnapshot {
+    /// Label type, admitted values, overflow counts (count cap, length cap).
+    pub domains: Vec<(String, Vec<String>, [u64; 2])>,
+    /// Family name and its series.
+    pub families: Vec<(String, Vec<SeriesValue>)>,
+}
+
+impl Metrics {
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let values = self.vocab.table.values();
+        MetricsSnapshot {
+            domains: self
+                .vocab
+                .all()
+                .into_iter()
+                .map(|(k, d)| (k.to_string(), d.members(), d.overflow()))
+                .collect(),
+            families: self
+                .stateful()
+                .iter()
+                .map(|f| (f.desc().name.to_string(), f.snapshot(&values)))
+                .collect(),
+        }
+    }
+
+    /// Loads a snapshot into fresh metrics. Unknown families and domains (from another
+    /// version) are skipped.
+    pub fn restore(&self, snap: &MetricsSnapshot) {
+        let domains = self.vocab.all();
+        for (key, members, overflow) in &snap.domains {
+            if let Some((_, d)) = domains.iter().find(|(k, _)| k == key) {
+                d.restore(&self.vocab.table, members, *overflow);
+            }
+        }
+        let id = |v: &str| self.vocab.table.intern(v);
+        let fams = self.stateful();
+        for (name, series) in &snap.families {
+            if let Some(f) = fams.iter().find(|f| f.desc().name == name) {
+                f.restore(series, &id);
+            }
+        }
+    }
+}
