@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::cdr::{self, Batch, CallRef, Entry, ObjectRef, PacketStatistics, Record, RecordType};
 use crate::metrics::vocab::{self as v, known};
-use crate::metrics::{Label, LabelId, Metrics, NONE, UNKNOWN};
+use crate::metrics::{Counter, Family, Gauge, Label, LabelId, Metrics, NONE, UNKNOWN};
 use crate::quality::{self, BurstGap, CodecTable};
 use crate::tracker::{
     self, CallEnded, CallStarted, EvictReason, Evicted, Eviction, Index, Kind, Leg, LegStarted,
@@ -81,6 +81,14 @@ handles!(
 );
 
 type State = SessionState<Vocab>;
+
+/// A recording's or streaming's families, and the index of its end record type.
+struct MediaFamilies<'a> {
+    active: &'a Family<(v::CallBridge,), Gauge>,
+    started: &'a Family<(v::CallBridge,), Counter>,
+    ended: &'a Family<(v::CallBridge,), Counter>,
+    end_type: usize,
+}
 type LegOf = Leg<Vocab>;
 
 /// Label values used on every record, interned once.
@@ -409,12 +417,12 @@ impl Ingest {
             (RecordType::RecordingEnd, ObjectRef::Recording(id))
                 if st.media_end(Media::Recording, id.0) =>
             {
-                self.media_families(Media::Recording).0.add((cb,), -1);
+                self.media_families(Media::Recording).active.add((cb,), -1);
             }
             (RecordType::StreamingEnd, ObjectRef::Streaming(id))
                 if st.media_end(Media::Streaming, id.0) =>
             {
-                self.media_families(Media::Streaming).0.add((cb,), -1);
+                self.media_families(Media::Streaming).active.add((cb,), -1);
             }
             _ => {}
         }
@@ -577,52 +585,43 @@ impl Ingest {
         self.leg_quality(cb, tenant, r);
     }
 
-    /// The active gauge and the started and ended counters of recordings or streamings,
-    /// and the index of its end record type.
-    fn media_families(
-        &self,
-        m: Media,
-    ) -> (
-        &crate::metrics::Family<(v::CallBridge,), crate::metrics::Gauge>,
-        &crate::metrics::Family<(v::CallBridge,), crate::metrics::Counter>,
-        &crate::metrics::Family<(v::CallBridge,), crate::metrics::Counter>,
-        usize,
-    ) {
+    /// The families of recordings or streamings.
+    fn media_families(&self, m: Media) -> MediaFamilies<'_> {
         let x = &*self.metrics;
         match m {
-            Media::Recording => (
-                &x.recordings_active,
-                &x.recordings_started,
-                &x.recordings_ended,
-                6,
-            ),
-            Media::Streaming => (
-                &x.streamings_active,
-                &x.streamings_started,
-                &x.streamings_ended,
-                8,
-            ),
+            Media::Recording => MediaFamilies {
+                active: &x.recordings_active,
+                started: &x.recordings_started,
+                ended: &x.recordings_ended,
+                end_type: 6,
+            },
+            Media::Streaming => MediaFamilies {
+                active: &x.streamings_active,
+                started: &x.streamings_started,
+                ended: &x.streamings_ended,
+                end_type: 8,
+            },
         }
     }
 
     fn media_start(&self, st: &mut State, m: Media, id: cdr::Id, now: u64) {
         let cb = st.call_bridge();
-        let (active, started, _, _) = self.media_families(m);
+        let f = self.media_families(m);
         if st.media_start(m, id, now) {
-            active.add((cb,), 1);
+            f.active.add((cb,), 1);
         }
-        started.inc((cb,));
+        f.started.inc((cb,));
     }
 
     fn media_end(&self, st: &mut State, m: Media, id: cdr::Id) {
         let cb = st.call_bridge();
-        let (active, _, ended, end_type) = self.media_families(m);
+        let f = self.media_families(m);
         if st.media_end(m, id) {
-            active.add((cb,), -1);
+            f.active.add((cb,), -1);
         } else {
-            self.unmatched(cb, end_type);
+            self.unmatched(cb, f.end_type);
         }
-        ended.inc((cb,));
+        f.ended.inc((cb,));
     }
 
     /// Call quality from a callLegEnd: MOS, loss, alarms, codec mix, video, encryption, usage.
@@ -776,7 +775,7 @@ impl Ingest {
                     n[Kind::CallLeg as usize] += 1;
                 }
                 Evicted::Media(media) => {
-                    self.media_families(*media).0.add((cb,), -1);
+                    self.media_families(*media).active.add((cb,), -1);
                     n[media.kind() as usize] += 1;
                 }
             }

@@ -55,7 +55,7 @@ async fn a_clean_restart_continues_counters_and_open_calls() {
     );
     assert_eq!(after.sum("cms_calls_active", &[("call_bridge", CB)]), 1.0);
     assert_eq!(
-        after.sum("cms_call_legs_active", &[("tenant", "none")]),
+        after.sum("cms_tenant_call_legs_active", &[("tenant", "none")]),
         2.0
     );
     // The call goes on: the legs still know their call and tenant, and a resend is a duplicate.
@@ -67,7 +67,7 @@ async fn a_clean_restart_continues_counters_and_open_calls() {
         0.0
     );
     assert_eq!(
-        s.sum("cms_call_legs_ended_total", &[("tenant", "none")]),
+        s.sum("cms_tenant_call_legs_ended_total", &[("tenant", "none")]),
         2.0
     );
     assert_eq!(s.sum("cdr_exporter_records_total", &[]), 8.0);

@@ -118,7 +118,7 @@ proptest! {
         let s = common::Scrape(text);
         prop_assert_eq!(s.sum("cdr_exporter_records_total", &[]) as u64, applied);
         prop_assert!(applied <= entries);
-        for name in ["cms_calls_active", "cms_call_legs_active", "cms_recordings_active", "cms_streamings_active"] {
+        for name in ["cms_calls_active", "cms_call_legs_active", "cms_tenant_calls_active", "cms_tenant_call_legs_active", "cms_recordings_active", "cms_streamings_active"] {
             for (labels, v) in s.samples(name) {
                 prop_assert!(v >= 0.0, "{}{:?} = {}", name, labels, v);
             }

@@ -39,6 +39,8 @@ impl T {
         for name in [
             "cms_calls_active",
             "cms_call_legs_active",
+            "cms_tenant_calls_active",
+            "cms_tenant_call_legs_active",
             "cms_recordings_active",
             "cms_streamings_active",
         ] {
@@ -185,7 +187,7 @@ fn a_restart_ends_the_old_sessions_calls_and_legs() {
     assert_eq!((o.applied, o.invalid), (1, 0));
     let s = t.scrape();
     assert_eq!(
-        s.sum("cms_call_legs_ended_total", &[("tenant", "unknown")]),
+        s.sum("cms_tenant_call_legs_ended_total", &[("tenant", "unknown")]),
         1.0
     );
     assert_eq!(
@@ -261,16 +263,28 @@ fn legs_are_attributed_across_start_and_update() {
         ],
     ));
     let s = t.scrape();
-    assert_eq!(s.sum("cms_call_legs_active", &[("tenant", TENANT)]), 1.0);
-    assert_eq!(s.sum("cms_call_legs_active", &[("tenant", "unknown")]), 1.0);
+    assert_eq!(
+        s.sum("cms_tenant_call_legs_active", &[("tenant", TENANT)]),
+        1.0
+    );
+    assert_eq!(
+        s.sum("cms_tenant_call_legs_active", &[("tenant", "unknown")]),
+        1.0
+    );
     t.post(&batch(
         S1,
         Some(CB),
         &[("callLegUpdate", 3, leg_update(L2, C1))],
     ));
     let s = t.scrape();
-    assert_eq!(s.sum("cms_call_legs_active", &[("tenant", TENANT)]), 2.0);
-    assert_eq!(s.sum("cms_call_legs_active", &[("tenant", "unknown")]), 0.0);
+    assert_eq!(
+        s.sum("cms_tenant_call_legs_active", &[("tenant", TENANT)]),
+        2.0
+    );
+    assert_eq!(
+        s.sum("cms_tenant_call_legs_active", &[("tenant", "unknown")]),
+        0.0
+    );
     t.post(&batch(
         S1,
         Some(CB),
@@ -282,11 +296,15 @@ fn legs_are_attributed_across_start_and_update() {
     ));
     let s = t.scrape();
     assert_eq!(
+        s.get("cms_tenant_call_legs_ended_total", &[("tenant", TENANT)]),
+        Some(2.0),
+        "both legs, whatever their reason (compact detail)"
+    );
+    assert_eq!(
         s.get(
             "cms_call_legs_ended_total",
             &[
                 ("call_bridge", CB),
-                ("tenant", TENANT),
                 ("reason", "timeout"),
                 ("remote_teardown", "false")
             ]
@@ -294,7 +312,7 @@ fn legs_are_attributed_across_start_and_update() {
         Some(1.0)
     );
     assert_eq!(
-        s.sum("cms_call_legs_ended_total", &[("tenant", TENANT)]),
+        s.sum("cms_tenant_call_legs_ended_total", &[("tenant", TENANT)]),
         2.0
     );
     assert_eq!(s.sum("cms_call_legs_active", &[]), 0.0);
@@ -315,7 +333,7 @@ fn a_leg_naming_its_call_before_call_start_is_relabelled() {
     ));
     assert_eq!(
         t.scrape()
-            .sum("cms_call_legs_active", &[("tenant", "unknown")]),
+            .sum("cms_tenant_call_legs_active", &[("tenant", "unknown")]),
         1.0
     );
     assert_eq!(
@@ -329,9 +347,15 @@ fn a_leg_naming_its_call_before_call_start_is_relabelled() {
         &[("callStart", 2, call_start(C1, Some(TENANT)))],
     ));
     let s = t.scrape();
-    assert_eq!(s.sum("cms_call_legs_active", &[("tenant", TENANT)]), 1.0);
-    assert_eq!(s.sum("cms_call_legs_active", &[("tenant", "unknown")]), 0.0);
-    assert_eq!(s.sum("cms_calls_active", &[("tenant", TENANT)]), 1.0);
+    assert_eq!(
+        s.sum("cms_tenant_call_legs_active", &[("tenant", TENANT)]),
+        1.0
+    );
+    assert_eq!(
+        s.sum("cms_tenant_call_legs_active", &[("tenant", "unknown")]),
+        0.0
+    );
+    assert_eq!(s.sum("cms_tenant_calls_active", &[("tenant", TENANT)]), 1.0);
     t.post(&batch(
         S1,
         Some(CB),
@@ -342,10 +366,13 @@ fn a_leg_naming_its_call_before_call_start_is_relabelled() {
     ));
     let s = t.scrape();
     assert_eq!(
-        s.sum("cms_call_legs_ended_total", &[("tenant", TENANT)]),
+        s.sum("cms_tenant_call_legs_ended_total", &[("tenant", TENANT)]),
         1.0
     );
-    assert_eq!(s.sum("cms_calls_ended_total", &[("tenant", TENANT)]), 1.0);
+    assert_eq!(
+        s.sum("cms_tenant_calls_ended_total", &[("tenant", TENANT)]),
+        1.0
+    );
     assert_eq!(
         s.sum("cms_call_legs_active", &[]) + s.sum("cms_calls_active", &[]),
         0.0
@@ -379,7 +406,6 @@ fn end_records_for_unknown_ids_count_but_never_go_below_zero() {
             "cms_call_legs_ended_total",
             &[
                 ("call_bridge", CB),
-                ("tenant", "unknown"),
                 ("reason", "remoteTeardown"),
                 ("remote_teardown", "false")
             ]
@@ -389,12 +415,17 @@ fn end_records_for_unknown_ids_count_but_never_go_below_zero() {
     assert_eq!(
         s.get(
             "cms_calls_ended_total",
-            &[
-                ("call_bridge", CB),
-                ("tenant", "unknown"),
-                ("call_type", "unknown")
-            ]
+            &[("call_bridge", CB), ("call_type", "unknown")]
         ),
+        Some(1.0)
+    );
+    // And, by tenant, as never attributed.
+    assert_eq!(
+        s.get("cms_tenant_call_legs_ended_total", &[("tenant", "unknown")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("cms_tenant_calls_ended_total", &[("tenant", "unknown")]),
         Some(1.0)
     );
     assert_eq!(s.sum("cms_recordings_ended_total", &[]), 1.0);
@@ -561,7 +592,10 @@ fn label_caps_overflow_to_other_and_count() {
         .collect();
     t.post(&batch(S1, Some(CB), &calls));
     let s = t.scrape();
-    assert_eq!(s.sum("cms_calls_active", &[("tenant", "other")]), 3.0);
+    assert_eq!(
+        s.sum("cms_tenant_calls_active", &[("tenant", "other")]),
+        3.0
+    );
     assert_eq!(s.sum("cms_calls_active", &[]), 5.0);
     assert_eq!(
         s.get(

@@ -43,28 +43,25 @@ fn assert_close(actual: Option<f64>, expected: f64, what: &str) {
     );
 }
 
-/// Checks `cms_call_leg_mos` for the legs (tenant `unknown`: their calls were never seen).
+/// Checks the MOS histograms for the legs, by Call Bridge and by tenant (`unknown`: their
+/// calls were never seen): both see every leg.
 fn assert_mos_histogram(s: &Scrape, expected: &[f64]) {
-    let l = [("call_bridge", CB), ("tenant", "unknown")];
-    assert_eq!(
-        s.get("cms_call_leg_mos_count", &l),
-        Some(expected.len() as f64)
-    );
-    assert_close(
-        s.get("cms_call_leg_mos_sum", &l),
-        expected.iter().sum(),
-        "mos sum",
-    );
-    for b in MOS_BUCKETS {
-        let le = format!("{b:?}");
-        let want = expected.iter().filter(|m| **m <= b).count() as f64;
-        let got = s.get("cms_call_leg_mos_bucket", &[l[0], l[1], ("le", &le)]);
-        assert_eq!(got, Some(want), "bucket le={le}");
+    for (family, label) in [
+        ("cms_call_leg_mos", ("call_bridge", CB)),
+        ("cms_tenant_call_leg_mos", ("tenant", "unknown")),
+    ] {
+        let count = s.get(&format!("{family}_count"), &[label]);
+        assert_eq!(count, Some(expected.len() as f64), "{family}");
+        let sum = s.get(&format!("{family}_sum"), &[label]);
+        assert_close(sum, expected.iter().sum(), "mos sum");
+        let bucket = |le: &str| s.get(&format!("{family}_bucket"), &[label, ("le", le)]);
+        for b in MOS_BUCKETS {
+            let le = format!("{b:?}");
+            let want = expected.iter().filter(|m| **m <= b).count() as f64;
+            assert_eq!(bucket(&le), Some(want), "{family} bucket le={le}");
+        }
+        assert_eq!(bucket("+Inf"), Some(expected.len() as f64), "{family}");
     }
-    assert_eq!(
-        s.get("cms_call_leg_mos_bucket", &[l[0], l[1], ("le", "+Inf")]),
-        Some(expected.len() as f64)
-    );
 }
 
 #[tokio::test]
@@ -107,11 +104,7 @@ async fn mos_histogram_matches_the_model_vectors() {
         .iter()
         .map(|(_, bd, bp, gd, gp, _)| (bd * bp + gd * gp) / (bd + gd) / 100.0)
         .collect();
-    let l = [
-        ("call_bridge", CB),
-        ("tenant", "unknown"),
-        ("media", "audio"),
-    ];
+    let l = [("call_bridge", CB), ("media", "audio")];
     assert_eq!(
         s.get("cms_call_leg_packet_loss_ratio_count", &l),
         Some(cases.len() as f64)
@@ -125,7 +118,7 @@ async fn mos_histogram_matches_the_model_vectors() {
     let le = |b: &str| {
         s.get(
             "cms_call_leg_packet_loss_ratio_bucket",
-            &[l[0], l[1], l[2], ("le", b)],
+            &[l[0], l[1], ("le", b)],
         )
     };
     assert_eq!(le("0.001"), Some(2.0), "the two loss-free legs");
@@ -140,7 +133,6 @@ async fn mos_histogram_matches_the_model_vectors() {
             "cms_call_leg_media_seconds_total",
             &[
                 ("call_bridge", CB),
-                ("tenant", "unknown"),
                 ("media", "audio"),
                 ("direction", "rx"),
                 ("codec", c),
@@ -200,12 +192,19 @@ async fn legs_without_usable_statistics_are_unavailable_never_perfect() {
     let un = |r: &str| {
         s.get(
             "cms_call_leg_mos_unavailable_total",
-            &[("call_bridge", CB), ("tenant", "unknown"), ("reason", r)],
+            &[("call_bridge", CB), ("reason", r)],
         )
     };
     assert_eq!(un("no_packet_statistics"), Some(1.0));
     assert_eq!(un("invalid_values"), Some(2.0));
     assert_eq!(un("no_audio"), Some(1.0));
+    assert_eq!(
+        s.get(
+            "cms_tenant_call_leg_mos_unavailable_total",
+            &[("tenant", "unknown")]
+        ),
+        Some(4.0)
+    );
     assert_mos_histogram(&s, &[4.4093]);
     // The legs still ended: statistics do not decide that.
     assert_eq!(s.sum("cms_call_legs_ended_total", &[]), 5.0);
@@ -361,12 +360,7 @@ async fn chapter6_codecs_and_video_resolution() {
     let h = |d: &str, le: &str| {
         s.get(
             "cms_call_leg_video_max_height_pixels_bucket",
-            &[
-                ("call_bridge", CB),
-                ("tenant", "none"),
-                ("direction", d),
-                ("le", le),
-            ],
+            &[("call_bridge", CB), ("direction", d), ("le", le)],
         )
     };
     assert_eq!(h("rx", "480.0"), Some(1.0));
@@ -375,23 +369,17 @@ async fn chapter6_codecs_and_video_resolution() {
     assert_eq!(
         s.get(
             "cms_call_leg_video_max_height_pixels_sum",
-            &[("call_bridge", CB), ("tenant", "none"), ("direction", "tx")]
+            &[("call_bridge", CB), ("direction", "tx")]
         ),
         Some(1296.0)
     );
     // Loss-free audio on both legs: the no-loss MOS, attributed to the call's tenant.
     assert_eq!(
-        s.get(
-            "cms_call_leg_mos_count",
-            &[("call_bridge", CB), ("tenant", "none")]
-        ),
+        s.get("cms_tenant_call_leg_mos_count", &[("tenant", "none")]),
         Some(2.0)
     );
     assert_close(
-        s.get(
-            "cms_call_leg_mos_sum",
-            &[("call_bridge", CB), ("tenant", "none")],
-        ),
+        s.get("cms_tenant_call_leg_mos_sum", &[("tenant", "none")]),
         2.0 * 4.4093,
         "ch6 mos",
     );

@@ -88,7 +88,7 @@ async fn exporter_matches_the_simulator_with_all_faults_on() {
     assert_eq!(bridges.len(), 4, "{bridges:?}");
     // Tenants arrive as GUIDs; some calls may have lost their callStart (tenant unknown).
     let tenants: std::collections::HashSet<String> = s
-        .samples("cms_calls_started_total")
+        .samples("cms_tenant_calls_started_total")
         .into_iter()
         .filter_map(|(l, _)| l.into_iter().find(|(k, _)| k == "tenant").map(|x| x.1))
         .collect();
@@ -118,6 +118,8 @@ async fn nothing_stays_active_without_drops() {
     for gauge in [
         "cms_calls_active",
         "cms_call_legs_active",
+        "cms_tenant_calls_active",
+        "cms_tenant_call_legs_active",
         "cms_recordings_active",
         "cms_streamings_active",
     ] {

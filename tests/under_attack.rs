@@ -344,7 +344,10 @@ async fn p04_a_call_named_first_by_a_leg_survives_the_max_age_sweep() {
         ),
         0.0
     );
-    assert_eq!(s.sum("cms_calls_ended_total", &[("tenant", &tenant)]), 1.0);
+    assert_eq!(
+        s.sum("cms_tenant_calls_ended_total", &[("tenant", &tenant)]),
+        1.0
+    );
     assert_eq!(
         s.sum(
             "cdr_exporter_records_unmatched_total",
