@@ -28,6 +28,9 @@
 #                 byte bound binds too (then the file bound again);
 #     invalid     batches of 5,000 callEnds with <durationSeconds>sixty</durationSeconds>;
 #     absurd      correlatorIndex 0, then 18446744073709551615, then 5 on each new session;
+#   and a canary, not an attack: a quiet legitimate Call Bridge (?call_bridge=quiet-canary, a
+#   new batch every 30 s, each sent again 15 s later as after a lost 200), first to send; the
+#   script says whether the identity spray made the exporter forget it (reported, not fatal);
 # - every 10 s: exporter RSS, newest snapshot size, journal bytes, quarantine files and bytes,
 #   stderr bytes and lines, and from /metrics tracked objects by kind, series, scrape bytes,
 #   label overflow, quarantine files, suppressed log lines, evicted sessions, the longest
