@@ -74,6 +74,9 @@ pub struct SnapshotCfg {
     pub interval_seconds: u64,
     /// Snapshots kept on disk.
     pub keep: usize,
+    /// Journal bytes written since the last snapshot that start the next one at once, so the
+    /// journal on disk stays within about twice this whatever the senders' rate.
+    pub journal_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -238,6 +241,7 @@ impl Default for SnapshotCfg {
         SnapshotCfg {
             interval_seconds: 300,
             keep: 2,
+            journal_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -447,6 +451,12 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.snapshot.journal_bytes < self.max_body_bytes {
+            return bad(
+                "snapshot.journal_bytes",
+                format!("must be at least max_body_bytes ({})", self.max_body_bytes),
+            );
         }
         if self.journal.segment_max_bytes < 4096 {
             return bad("journal.segment_max_bytes", "must be at least 4096".into());

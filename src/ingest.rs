@@ -266,8 +266,9 @@ impl Ingest {
                 .records
                 .first()
                 .and_then(|e| e.header.correlator_index);
+            // Rate-limited too: a client that makes up sessions must not flood the log.
             match begin.replaced {
-                Some(old) => tracing::info!(
+                Some(old) => crate::info_limited!(
                     call_bridge = %self.label_value(cb),
                     identity = %st.bridge_key(),
                     session = %batch.session,
@@ -275,7 +276,7 @@ impl Ingest {
                     first_correlator_index = first_index,
                     "Call Bridge restarted: a new CDR session replaces the previous one, whose calls, legs, recordings and streamings are ended"
                 ),
-                None => tracing::info!(
+                None => crate::info_limited!(
                     call_bridge = %self.label_value(cb),
                     identity = %st.bridge_key(),
                     session = %batch.session,

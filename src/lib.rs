@@ -75,6 +75,7 @@ impl App {
             },
             segment_max_bytes: cfg.journal.segment_max_bytes,
             snapshots_kept: cfg.snapshot.keep,
+            snapshot_after_bytes: cfg.snapshot.journal_bytes,
             quarantine: quarantine_limits(cfg),
         };
         let pipeline = Pipeline::open(ingest, &settings)?;

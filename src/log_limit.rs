@@ -1,4 +1,5 @@
-//! Bounds on repeated log lines: each call site of [`warn_limited!`] writes at most
+//! Bounds on repeated log lines: each call site of [`warn_limited!`] (or [`info_limited!`])
+//! writes at most
 //! [`BURST`] lines per [`WINDOW_MS`]; the next line after a suppressed spell says how many
 //! were dropped, and every dropped line is counted for `/metrics`.
 
@@ -85,23 +86,38 @@ impl Limiter {
     }
 }
 
-/// `tracing::warn!` with a per-call-site rate limit (see the module doc).
+/// A `tracing` event at `level` with a per-call-site rate limit (see the module doc).
 #[macro_export]
-macro_rules! warn_limited {
-    ($($arg:tt)+) => {{
+macro_rules! log_limited {
+    ($level:ident, $($arg:tt)+) => {{
         static LIMITER: $crate::log_limit::Limiter = $crate::log_limit::Limiter::new();
         match LIMITER.check() {
-            $crate::log_limit::Verdict::Write { suppressed: 0 } => tracing::warn!($($arg)+),
-            $crate::log_limit::Verdict::Write { suppressed } => {
-                tracing::warn!(suppressed_since_last = suppressed, $($arg)+)
+            $crate::log_limit::Verdict::Write { suppressed: 0 } => {
+                tracing::event!(tracing::Level::$level, $($arg)+)
             }
-            $crate::log_limit::Verdict::WriteLast => tracing::warn!(
+            $crate::log_limit::Verdict::Write { suppressed } => {
+                tracing::event!(tracing::Level::$level, suppressed_since_last = suppressed, $($arg)+)
+            }
+            $crate::log_limit::Verdict::WriteLast => tracing::event!(
+                tracing::Level::$level,
                 further_suppressed_for_seconds = $crate::log_limit::WINDOW_MS / 1000,
                 $($arg)+
             ),
             $crate::log_limit::Verdict::Drop => {}
         }
     }};
+}
+
+/// `tracing::warn!` with a per-call-site rate limit.
+#[macro_export]
+macro_rules! warn_limited {
+    ($($arg:tt)+) => { $crate::log_limited!(WARN, $($arg)+) };
+}
+
+/// `tracing::info!` with a per-call-site rate limit.
+#[macro_export]
+macro_rules! info_limited {
+    ($($arg:tt)+) => { $crate::log_limited!(INFO, $($arg)+) };
 }
 
 #[cfg(test)]

@@ -990,3 +990,96 @@ async fn p16_restarts_and_lost_ranges_are_logged_with_the_call_bridge_label() {
     drop(c);
     assert!(e.sigterm().success());
 }
+
+// Found by the hostile soak (scripts/soak-hostile.sh) --------------------------------------
+
+/// The journal is bounded in bytes, not only by the snapshot interval: a sender faster than
+/// the interval cannot fill the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_on_disk_is_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cfg_no_periodic_snapshots(dir.path());
+    cfg.max_body_bytes = 1 << 20;
+    cfg.snapshot.journal_bytes = 1 << 20;
+    cfg.journal.segment_max_bytes = 64 << 10;
+    let server = Server::start(cfg).await;
+    let mut c = Conn::open(server.addr).await;
+    let journal = dir.path().join("journal");
+    let size = || -> u64 {
+        files_in(&journal)
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum()
+    };
+    let mut most = 0;
+    for i in 0..200u64 {
+        // ~100 KB a batch: 20 MB in all, against a 1 MiB bound.
+        let body = leg_starts(
+            "5e550000-0000-4000-8000-000000000017",
+            Some(CB),
+            i * 800,
+            800,
+        );
+        post_ok(&mut c, "/cdr", body).await;
+        most = most.max(size());
+    }
+    let s = c.scrape().await;
+    assert_eq!(s.sum("cms_call_legs_active", &[]), 160_000.0);
+    assert!(most < 4 << 20, "the journal reached {most} bytes");
+    assert!(
+        snapshots(dir.path()).len() >= 2,
+        "snapshots were taken on size"
+    );
+    drop(c);
+    server.stop().await.unwrap();
+}
+
+/// A quiet real Call Bridge is not forgotten when a client makes up identities by the
+/// thousand: its late resend is still a duplicate and it stays one session.
+#[tokio::test]
+async fn a_quiet_call_bridge_outlives_a_flood_of_made_up_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.tracking.max_call_bridges = 50;
+    let server = Server::start(cfg).await;
+    let mut c = Conn::open(server.addr).await;
+    let quiet = "5e550000-0000-4000-8000-000000000018";
+    for i in 0..150 {
+        post_ok(&mut c, "/cdr", leg_starts(quiet, Some(CB), i, 1)).await;
+    }
+    for i in 0..2_000u64 {
+        let body = leg_starts(&guid(0x5e55, 40_000 + i), None, 0, 1);
+        post_ok(&mut c, &format!("/cdr?call_bridge=made-up-{i}"), body).await;
+    }
+    // The Call Bridge did not see our 200 for its last batch and sends it again.
+    post_ok(&mut c, "/cdr", leg_starts(quiet, Some(CB), 149, 1)).await;
+    let s = c.scrape().await;
+    let cb = [("call_bridge", CB)];
+    assert_eq!(s.sum("cdr_exporter_records_duplicate_total", &cb), 1.0);
+    assert_eq!(s.sum("cdr_exporter_sessions_total", &cb), 1.0);
+    assert_eq!(s.sum("cms_call_legs_active", &cb), 150.0);
+    server.stop().await.unwrap();
+}
+
+/// Session lines are rate-limited too: a client that makes up sessions cannot flood the log.
+#[tokio::test]
+async fn new_session_lines_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Exporter::start(&["--data-dir", dir.path().to_str().unwrap()], &[]);
+    let mut c = Conn::open(e.addr).await;
+    for i in 0..500u64 {
+        post_ok(
+            &mut c,
+            "/cdr",
+            leg_starts(&guid(0x5e55, 50_000 + i), Some(CB), 0, 1),
+        )
+        .await;
+    }
+    drop(c);
+    let lines = e.lines_after_exit();
+    let n = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert!(
+        n(": new CDR session") + n(": Call Bridge restarted") <= 20,
+        "{lines:#?}"
+    );
+}

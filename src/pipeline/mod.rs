@@ -99,6 +99,8 @@ pub struct Settings {
     pub fsync: FsyncPolicy,
     pub segment_max_bytes: u64,
     pub snapshots_kept: usize,
+    /// Journal bytes written since the last snapshot that make the next one start at once.
+    pub snapshot_after_bytes: u64,
     pub quarantine: QuarantineLimits,
 }
 
@@ -121,6 +123,12 @@ struct Durable {
     keep: usize,
     /// Damaged segments found at start: moved aside, never deleted, when pruned.
     damaged: Vec<PathBuf>,
+    /// See [`Settings::snapshot_after_bytes`].
+    snapshot_after_bytes: u64,
+    /// Journal bytes written when the last snapshot copied the state.
+    bytes_at_snapshot: AtomicU64,
+    /// Wakes the snapshot loop before its interval.
+    snapshot_soon: tokio::sync::Notify,
     /// Held for the life of the pipeline: one exporter per data directory.
     _lock: std::fs::File,
 }
@@ -264,6 +272,9 @@ impl Pipeline {
                 journal_dir,
                 keep: s.snapshots_kept,
                 damaged: report.damaged_segments(),
+                snapshot_after_bytes: s.snapshot_after_bytes,
+                bytes_at_snapshot: AtomicU64::new(0),
+                snapshot_soon: tokio::sync::Notify::new(),
                 _lock: lock,
             }),
             gate: tokio::sync::RwLock::new(()),
@@ -317,7 +328,15 @@ impl Pipeline {
             .await
             .map_err(AcceptError::Unavailable)?;
         let _turn = d.turnstile.wait(seq).await;
-        Ok(apply(&self.ingest, &r, &parsed))
+        let out = apply(&self.ingest, &r, &parsed);
+        // The journal's disk use is bounded in bytes, not only by the snapshot interval.
+        let written = d.journal.stats.bytes.load(Ordering::Relaxed);
+        if written.saturating_sub(d.bytes_at_snapshot.load(Ordering::Relaxed))
+            > d.snapshot_after_bytes
+        {
+            d.snapshot_soon.notify_one();
+        }
+        Ok(out)
     }
 
     /// The max-age sweep; like a batch, it must not run while a snapshot copies the state.
@@ -344,6 +363,8 @@ impl Pipeline {
                 return Ok(()); // nothing new since the last one
             }
             let copy = self.ingest.copy();
+            let written = d.journal.stats.bytes.load(Ordering::Relaxed);
+            d.bytes_at_snapshot.store(written, Ordering::Relaxed);
             (seq, copy, held.elapsed().as_secs_f64())
         };
         // A new segment from here on, so the snapshot can cover whole segments.
@@ -516,14 +537,24 @@ impl Source for StoreSource {
 }
 
 impl Pipeline {
-    /// Snapshots every `every` (the first after one period).
+    /// Snapshots every `every` (the first after one period), and at once when the journal
+    /// has grown by `snapshot_after_bytes` since the last one.
     pub async fn snapshot_every(self: Arc<Self>, every: Duration) {
-        periodically(every, || async {
+        let Some(d) = &self.durable else {
+            return std::future::pending().await;
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = d.snapshot_soon.notified() => tick.reset(),
+            }
             if let Err(e) = self.snapshot().await {
                 tracing::error!(error = %e, "snapshot failed; the journal keeps growing until one succeeds");
             }
-        })
-        .await
+        }
     }
 
     /// The max-age sweep, every `every`.

@@ -716,7 +716,13 @@ struct Bridge {
     sessions: VecDeque<SessionId>,
     /// Exporter clock of the last batch under this identity.
     last_active: u64,
+    /// Batches seen under this identity (up to [`ESTABLISHED`]): an identity that sent
+    /// many is a real Call Bridge, kept before one-batch identities a client made up.
+    batches: u64,
 }
+
+/// Batches after which an identity counts as established (evicted last).
+const ESTABLISHED: u64 = 100;
 
 /// What [`Tracker::begin`] found.
 pub struct Begin<T: Labels> {
@@ -817,6 +823,7 @@ impl<T: Labels> Tracker<T> {
             None => bridges.entry(key.as_ref().into()).or_default(),
         };
         b.last_active = now;
+        b.batches = (b.batches + 1).min(ESTABLISHED);
         if let Some(state) = known {
             // A second identity for a known session (e.g. two receiver URIs): remember it
             // there too, without replacing anything.
@@ -929,15 +936,17 @@ impl<T: Labels> Tracker<T> {
         if bridges.len() <= max {
             return;
         }
-        // Drop the least recently active tenth at once (amortised O(log n) per identity).
-        let mut by_age: Vec<(u64, Box<str>)> = bridges
+        // Drop a tenth at once (amortised O(log n) per identity): the least used first, so
+        // that identities a client makes up by the thousand go before a quiet real Call
+        // Bridge; among equals, the least recently active.
+        let mut by_use: Vec<(u64, u64, Box<str>)> = bridges
             .iter()
             .filter(|(k, _)| k.as_ref() != key)
-            .map(|(k, b)| (b.last_active, k.clone()))
+            .map(|(k, b)| (b.batches, b.last_active, k.clone()))
             .collect();
-        by_age.sort_unstable();
-        let n = (bridges.len() - max * 9 / 10).min(by_age.len());
-        for (_, k) in by_age.into_iter().take(n) {
+        by_use.sort_unstable();
+        let n = (bridges.len() - max * 9 / 10).min(by_use.len());
+        for (_, _, k) in by_use.into_iter().take(n) {
             let Some(b) = bridges.remove(&k) else {
                 continue;
             };
@@ -1021,6 +1030,7 @@ pub struct BridgeSnapshot {
     pub current: Option<u128>,
     pub sessions: Vec<u128>,
     pub last_active: u64,
+    pub batches: u64,
 }
 
 /// All correlation state, serialisable.
@@ -1129,6 +1139,7 @@ impl<T: Labels> Tracker<T> {
                     current: b.current.map(|s| SessionId(Id(s))),
                     sessions: b.sessions.iter().map(|s| SessionId(Id(*s))).collect(),
                     last_active: b.last_active,
+                    batches: b.batches,
                 },
             );
         }
@@ -1188,6 +1199,7 @@ impl<T: Labels> TrackerCopy<T> {
                     current: b.current.map(|s| s.0 .0),
                     sessions: b.sessions.iter().map(|s| s.0 .0).collect(),
                     last_active: b.last_active,
+                    batches: b.batches,
                 })
                 .collect(),
         }
@@ -1379,6 +1391,11 @@ mod tests {
             "dropped sessions take their calls"
         );
         assert_eq!(dropped, 996);
+        // A quiet real Call Bridge (many batches, long ago) outlives a flood of one-batch
+        // identities made up by a client.
+        for _ in 0..200 {
+            t.begin(sid(9_000), "quiet", true, 1_500, || 1);
+        }
         for i in 0..1_000u128 {
             t.begin(
                 sid(10_000 + i),
@@ -1388,6 +1405,8 @@ mod tests {
                 || 1,
             );
         }
+        let again = t.begin(sid(9_000), "quiet", false, 3_100, || 1);
+        assert!(!again.new, "the quiet Call Bridge's session was kept");
         assert!(t.bridges.lock().len() <= 10);
         assert!(t.tracked()[4].1 <= 10 + 4);
     }
