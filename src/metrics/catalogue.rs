@@ -326,7 +326,7 @@ impl Metrics {
             out.add(&LABEL_OVERFLOW, &[label, "too_long"], Value::U64(total[1]));
         }
         out.add(&SERIES, &[], Value::U64(self.budget.used() as u64));
-        for f in self.stored() {
+        for f in self.stored().into_iter().filter(|f| f.enabled()) {
             out.add(
                 &SERIES_BUDGET_EXCEEDED,
                 &[f.desc().name],

@@ -1,0 +1,351 @@
+//! The metric catalogue keeps its promises: every family declared once and documented, the
+//! vocabulary agrees with the wire formats, no family multiplies Call Bridges by tenants, the
+//! exposition is what prometheus-client itself would write, and the series budget holds.
+
+mod common;
+
+#[path = "../benches/common/reference.rs"]
+mod reference;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cdr_exporter::cdr;
+use cdr_exporter::config::Config;
+use cdr_exporter::ingest::Origin;
+use cdr_exporter::metrics::vocab::known;
+use cdr_exporter::metrics::{catalogue, Desc, Format, Type};
+use cdr_exporter::App;
+use common::records::*;
+
+fn all() -> Vec<&'static Desc> {
+    catalogue::STORED
+        .iter()
+        .chain(catalogue::SCRAPED.iter().copied())
+        .collect()
+}
+
+#[test]
+fn the_vocabulary_agrees_with_the_wire_format() {
+    assert_eq!(known::CALL_TYPES, cdr::CallType::KNOWN);
+    assert_eq!(known::LEG_TYPES, cdr::LegType::KNOWN);
+    assert_eq!(known::LEG_DIRECTIONS, cdr::Direction::KNOWN);
+    assert_eq!(known::END_REASONS, cdr::EndReason::KNOWN);
+    assert_eq!(known::RECORD_TYPES, cdr::RecordType::KNOWN);
+    assert_eq!(known::AUDIO_CODECS, cdr::AudioCodec::KNOWN);
+    assert_eq!(known::VIDEO_CODECS, cdr::VideoCodec::KNOWN);
+    assert_eq!(known::ALARMS, cdr::AlarmType::KNOWN);
+    let invalid: Vec<&str> = cdr::InvalidReason::ALL
+        .iter()
+        .map(|r| r.as_label())
+        .collect();
+    assert_eq!(known::INVALID_RECORD, invalid.as_slice());
+    let kinds: Vec<&str> = cdr_exporter::tracker::Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(known::OBJECT_KINDS, kinds.as_slice());
+    let evict: Vec<&str> = cdr_exporter::tracker::EvictReason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(known::EVICT_REASONS, evict.as_slice());
+}
+
+#[test]
+fn no_family_multiplies_call_bridges_by_tenants() {
+    for d in all() {
+        assert!(
+            !(d.labels.contains(&"call_bridge") && d.labels.contains(&"tenant")),
+            "{} carries both call_bridge and tenant",
+            d.name
+        );
+        if d.name.starts_with("cms_tenant_") {
+            assert_eq!(d.labels.first(), Some(&"tenant"), "{}", d.name);
+        } else if d.name.starts_with("cms_") {
+            assert_eq!(d.labels.first(), Some(&"call_bridge"), "{}", d.name);
+        }
+    }
+}
+
+#[test]
+fn names_follow_the_prometheus_conventions() {
+    let mut seen = BTreeSet::new();
+    for d in all() {
+        assert!(seen.insert(d.name), "{} declared twice", d.name);
+        assert!(
+            d.name.starts_with("cms_")
+                || d.name.starts_with("cdr_exporter_")
+                || d.name.starts_with("process_"),
+            "{}",
+            d.name
+        );
+        assert_eq!(
+            d.kind == Type::Counter,
+            d.name.ends_with("_total"),
+            "{}",
+            d.name
+        );
+        if let Some(u) = d.unit {
+            let base = d.name.strip_suffix("_total").unwrap_or(d.name);
+            assert!(base.ends_with(&format!("_{u}")), "{} has unit {u}", d.name);
+        }
+        assert_eq!(
+            d.kind == Type::Histogram,
+            !d.buckets.is_empty(),
+            "{}",
+            d.name
+        );
+        assert!(d.buckets.windows(2).all(|w| w[0] < w[1]), "{}", d.name);
+        assert!(!d.help.ends_with('.') && !d.help.is_empty(), "{}", d.name);
+        for l in d.labels {
+            assert!(*l != "le" && !l.starts_with("__"), "{} label {l}", d.name);
+        }
+    }
+}
+
+/// An exporter after every fixture and a simulated call mix, for the exposition checks.
+fn populated() -> App {
+    let app = App::new(&Config::default()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    let src = Origin {
+        query_call_bridge: Some("fixture"),
+        peer: None,
+    };
+    for f in &files {
+        let body = std::fs::read(f).unwrap();
+        if let Ok(b) = cdr::parse(&body) {
+            app.pipeline.ingest().apply(&b, &src, 1.7e9);
+        }
+    }
+    app
+}
+
+/// Samples of an OpenMetrics or 0.0.4 text: (name, sorted labels) → value.
+fn samples(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.strip_suffix('}').unwrap()),
+            None => (series, ""),
+        };
+        let mut ls: Vec<(String, String)> = Vec::new();
+        let mut rest = labels;
+        while let Some((k, v)) = rest.split_once("=\"") {
+            let mut end = 0;
+            let b = v.as_bytes();
+            while b[end] != b'"' || (end > 0 && b[end - 1] == b'\\') {
+                end += 1;
+            }
+            let mut val = v[..end].to_owned();
+            // prometheus-client writes `le` as given; we write the shortest float.
+            if k.trim_start_matches(',') == "le" && val != "+Inf" {
+                val = val.parse::<f64>().unwrap().to_string();
+            }
+            ls.push((k.trim_start_matches(',').to_owned(), val));
+            rest = &v[end + 1..];
+        }
+        ls.sort();
+        let v = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap(),
+        };
+        out.insert((name.to_owned(), ls), v);
+    }
+    out
+}
+
+#[test]
+fn openmetrics_output_equals_prometheus_clients_own_encoding() {
+    let app = populated();
+    let metrics = app.pipeline.ingest().metrics.clone();
+    let ours = String::from_utf8(app.state.exposition.encode(Format::OpenMetrics)).unwrap();
+    let theirs = reference::encode(&reference::registry(metrics));
+    assert!(ours.ends_with("# EOF\n") && theirs.ends_with("# EOF\n"));
+    let (ours, theirs) = (samples(&ours), samples(&theirs));
+    // Ours also holds the scrape-time families; every stored sample must be the same.
+    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "not written by us: {missing:?}");
+    for (k, v) in &theirs {
+        assert_eq!(ours[k], *v, "{k:?}");
+    }
+    assert!(theirs.len() > 300, "{} samples", theirs.len());
+    // The family headers: same TYPE and UNIT lines.
+    let heads = |t: &str| -> BTreeSet<String> {
+        t.lines()
+            .filter(|l| l.starts_with("# TYPE") || l.starts_with("# UNIT"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let ours_text = String::from_utf8(app.state.exposition.encode(Format::OpenMetrics)).unwrap();
+    let theirs_text =
+        reference::encode(&reference::registry(app.pipeline.ingest().metrics.clone()));
+    let (a, b) = (heads(&ours_text), heads(&theirs_text));
+    let diff: Vec<_> = b.difference(&a).collect();
+    assert!(
+        diff.is_empty(),
+        "headers prometheus-client writes and we do not: {diff:?}"
+    );
+}
+
+#[test]
+fn text_and_openmetrics_hold_the_same_samples() {
+    let app = populated();
+    let om = String::from_utf8(app.state.exposition.encode(Format::OpenMetrics)).unwrap();
+    let text = app.state.exposition.encode_text();
+    // The process changes between two encodes; everything else must not.
+    let steady = |t: &str| {
+        let mut m = samples(t);
+        m.retain(|(name, _), _| !name.starts_with("process_"));
+        m
+    };
+    assert_eq!(steady(&om), steady(&text));
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    let gz = app.state.exposition.encode_gzip(Format::Text004);
+    let mut plain = String::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut plain)
+        .unwrap();
+    assert_eq!(steady(&plain), steady(&text));
+}
+
+/// 100,000 tenants, each with a call: with the defaults the tenant cap folds all but 2,000
+/// into `other`; with the cap lifted, the series budget folds the rest; either way the
+/// series stay bounded, and what was folded is counted.
+#[test]
+fn the_series_budget_holds_whatever_arrives() {
+    for (max_tenants, max_series) in [(2_000, 150_000), (1_000_000, 20_000)] {
+        let mut cfg = Config::default();
+        cfg.labels.max_tenants = max_tenants;
+        cfg.labels.max_series = max_series;
+        let app = App::new(&cfg).unwrap();
+        let src = Origin::default();
+        let s = "5eed0000-0000-4000-8000-000000000001";
+        for chunk in 0..100u64 {
+            let recs: Vec<_> = (0..1_000u64)
+                .map(|k| {
+                    let i = chunk * 1_000 + k;
+                    (
+                        "callStart",
+                        i,
+                        call_start(&guid(0xca11, i), Some(&guid(0x7e, i))),
+                    )
+                })
+                .collect();
+            let body = batch(s, Some("cb"), &recs);
+            let b = cdr::parse(&body).unwrap();
+            app.pipeline.ingest().apply(&b, &src, 1.7e9);
+        }
+        let m = &app.pipeline.ingest().metrics;
+        let stored: usize = m.stored().iter().map(|f| f.series_count()).sum();
+        assert!(
+            stored <= max_series + m.stored().len(),
+            "{stored} series with a budget of {max_series}"
+        );
+        let text = app.state.exposition.encode_text();
+        let scrape = common::Scrape(text);
+        let calls: f64 = scrape.sum("cms_tenant_calls_active", &[]);
+        assert_eq!(calls, 100_000.0, "nothing is lost, only folded");
+        if max_series == 20_000 {
+            assert!(
+                scrape.sum("cdr_exporter_series_budget_exceeded_total", &[]) > 0.0,
+                "the budget was reached and counted"
+            );
+            assert!(scrape.sum("cms_tenant_calls_active", &[("tenant", "other")]) > 0.0);
+        } else {
+            assert_eq!(
+                scrape.sum("cdr_exporter_series_budget_exceeded_total", &[]),
+                0.0
+            );
+            let folded = scrape.sum(
+                "cdr_exporter_label_overflow_total",
+                &[("label", "tenant"), ("cause", "max_values")],
+            );
+            assert!(folded >= 98_000.0, "{folded}");
+        }
+    }
+}
+
+#[test]
+fn dropped_labels_and_tenant_detail_shape_the_families() {
+    let mut cfg = Config::default();
+    cfg.labels.drop.insert(
+        "cms_call_legs_ended_total".into(),
+        vec!["remote_teardown".into()],
+    );
+    cfg.labels.tenant_detail = cdr_exporter::config::TenantDetail::Full;
+    let app = App::new(&cfg).unwrap();
+    let body = batch(
+        "5eed0000-0000-4000-8000-000000000002",
+        Some("cb"),
+        &[
+            ("callStart", 0, call_start(&guid(0xca11, 1), Some("acme"))),
+            (
+                "callLegStart",
+                1,
+                leg_start(&guid(0x1e9, 1), Some(&guid(0xca11, 1))),
+            ),
+            ("callLegEnd", 2, leg_end(&guid(0x1e9, 1), "timeout")),
+        ],
+    );
+    app.pipeline
+        .ingest()
+        .apply(&cdr::parse(&body).unwrap(), &Origin::default(), 1.7e9);
+    let s = common::Scrape(app.state.exposition.encode_text());
+    assert_eq!(
+        s.get(
+            "cms_call_legs_ended_total",
+            &[("call_bridge", "cb"), ("reason", "timeout")]
+        ),
+        Some(1.0),
+        "remote_teardown dropped"
+    );
+    assert_eq!(
+        s.get(
+            "cms_tenant_call_legs_ended_total",
+            &[("tenant", "acme"), ("reason", "timeout")]
+        ),
+        Some(1.0),
+        "full detail keeps the reason by tenant"
+    );
+    assert_eq!(
+        s.get(
+            "cms_tenant_call_leg_duration_seconds_count",
+            &[("tenant", "acme")]
+        ),
+        Some(1.0)
+    );
+    // The compact default has none of it.
+    let compact = App::new(&Config::default()).unwrap();
+    compact
+        .pipeline
+        .ingest()
+        .apply(&cdr::parse(&body).unwrap(), &Origin::default(), 1.7e9);
+    let text = compact.state.exposition.encode_text();
+    assert!(!text.contains("cms_tenant_call_leg_duration_seconds"));
+    let s = common::Scrape(text);
+    assert_eq!(
+        s.get("cms_tenant_call_legs_ended_total", &[("tenant", "acme")]),
+        Some(1.0)
+    );
+    // Unknown families and labels are configuration errors naming them.
+    for (family, label) in [
+        ("cms_nope_total", "x"),
+        ("cms_call_legs_ended_total", "tenant"),
+    ] {
+        let mut cfg = Config::default();
+        cfg.labels.drop.insert(family.into(), vec![label.into()]);
+        let e = App::new(&cfg).err().expect("refused").to_string();
+        assert!(e.contains("labels.drop") && e.contains(family), "{e}");
+    }
+}
