@@ -349,3 +349,55 @@ fn dropped_labels_and_tenant_detail_shape_the_families() {
         assert!(e.contains("labels.drop") && e.contains(family), "{e}");
     }
 }
+
+/// The README's metric tables: (name, type, labels) of every row between "## Metrics" and
+/// the next top-level section.
+fn readme_rows() -> BTreeSet<(String, String, Vec<String>)> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("\n## Metrics\n").expect("a Metrics section");
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map(|e| e + 3).unwrap_or(rest.len());
+    rest[..end]
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let labels = cells[3]
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (
+                cells[1].trim_matches('`').to_owned(),
+                cells[2].to_owned(),
+                labels,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_every_family_with_its_type_and_labels() {
+    let documented = readme_rows();
+    let declared: BTreeSet<(String, String, Vec<String>)> = all()
+        .into_iter()
+        .map(|d| {
+            let kind = match d.kind {
+                Type::Counter => "counter",
+                Type::Gauge => "gauge",
+                Type::Histogram => "histogram",
+                Type::Info => "info",
+            };
+            let labels = d.labels.iter().map(|l| l.to_string()).collect();
+            (d.name.to_owned(), kind.to_owned(), labels)
+        })
+        .collect();
+    let missing: Vec<_> = declared.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&declared).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "README \"Metrics\" and the catalogue differ:\n  not in the README: {missing:?}\n  not in the catalogue: {stale:?}"
+    );
+}
