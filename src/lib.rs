@@ -5,6 +5,8 @@
 
 pub mod cdr;
 pub mod config;
+pub mod cow_map;
+pub mod dedupe;
 pub mod freeswitch;
 pub mod http;
 pub mod ingest;

@@ -4,7 +4,6 @@
 //! Methods take what a record says and return what happened (a transition); the caller turns
 //! transitions into metrics. Generic over the label handle `L`, so nothing here knows metrics.
 
-mod cow_map;
 mod seen;
 
 use std::collections::{HashMap, VecDeque};
@@ -15,7 +14,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::cdr::{CallId, CallLegId, Id, SessionId};
-use cow_map::{CowMap, ShardKey};
+use crate::cow_map::{CowMap, ShardKey};
 pub use seen::Seen;
 
 macro_rules! shard_by_id {

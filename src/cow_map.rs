@@ -1,5 +1,6 @@
-//! A hash map split into copy-on-write shards: cloning it (a snapshot) copies 256 pointers,
-//! and a later write copies only the one shard it touches while the snapshot still holds it.
+//! A hash map split into copy-on-write shards (the tracker's and the dedupe memories' state):
+//! cloning it (a snapshot) copies 256 pointers, and a later write copies only the one shard it
+//! touches while the snapshot still holds it.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -44,6 +45,10 @@ impl<K: ShardKey, V: Clone> Default for CowMap<K, V> {
 impl<K: ShardKey, V: Clone> CowMap<K, V> {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     pub fn get(&self, k: &K) -> Option<&V> {
