@@ -231,7 +231,7 @@ fn bodies(n: u64) -> Bodies {
 
 fn src() -> Origin<'static> {
     Origin {
-        query_call_bridge: None,
+        query_sender: None,
         peer: None,
     }
 }

@@ -21,6 +21,10 @@ pub struct Config {
     pub listen: String,
     /// Path Call Bridges POST their records to.
     pub cdr_path: String,
+    /// Path FreeSWITCH mod_xml_cdr / mod_json_cdr POSTs its CDRs to.
+    pub freeswitch_path: String,
+    /// Path Kamailio POSTs its rtpengine MOS reports to.
+    pub kamailio_path: String,
     /// Path Prometheus scrapes.
     pub metrics_path: String,
     /// Where the exporter keeps its state: `journal/`, `snapshots/`, `quarantine/` and a `lock`.
@@ -37,6 +41,7 @@ pub struct Config {
     pub quarantine_max_files: usize,
     pub tracking: Tracking,
     pub labels: Labels,
+    pub dedupe: Dedupe,
     pub names: Names,
     pub mos: Mos,
     pub journal: JournalCfg,
@@ -118,6 +123,34 @@ pub struct Auth {
     pub token_file: String,
     /// Networks (CIDR) allowed to POST records; empty allows every address.
     pub allow: Vec<String>,
+    /// HTTP basic credentials accepted on the receiver paths (FreeSWITCH `cred`), beside
+    /// the token: either one lets a request in. Empty disables.
+    pub basic_user: String,
+    pub basic_password: String,
+    /// File holding the basic password (first line), instead of `basic_password`.
+    pub basic_password_file: String,
+}
+
+/// The memories of FreeSWITCH legs and rtpengine calls already applied, one per source:
+/// a retry after a lost 200 is answered 200 and not counted again while it is remembered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dedupe {
+    /// Entries per source (about 40 bytes each in memory, 20 in a snapshot); beyond it the
+    /// oldest tenth is forgotten (counted).
+    pub max_entries: usize,
+    /// Entries older than this are forgotten (counted): the window in which a retry or an
+    /// `import-freeswitch` of the same leg is recognised.
+    pub max_age_seconds: u64,
+}
+
+impl Default for Dedupe {
+    fn default() -> Self {
+        Dedupe {
+            max_entries: 1_000_000,
+            max_age_seconds: 7 * 86400,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,8 +183,14 @@ pub struct Tracking {
 pub struct Labels {
     /// Distinct `call_bridge` values before new ones become `other`.
     pub max_call_bridges: usize,
-    /// Distinct `tenant` values before new ones become `other`.
+    /// Distinct `tenant` values (CMS) before new ones become `other`.
     pub max_tenants: usize,
+    /// Distinct FreeSWITCH `switch` values.
+    pub max_switches: usize,
+    /// Distinct Kamailio/rtpengine `node` values.
+    pub max_nodes: usize,
+    /// Distinct FreeSWITCH `domain` values, and the same again for rtpengine `tenant`.
+    pub max_domains: usize,
     /// Distinct values of every other label (reason, record_type, ...).
     pub max_values: usize,
     /// Longest label value, in bytes; longer values become `other` (counted).
@@ -206,6 +245,8 @@ impl Default for Config {
         Config {
             listen: "0.0.0.0:19477".into(),
             cdr_path: "/cdr".into(),
+            freeswitch_path: "/freeswitch/cdr".into(),
+            kamailio_path: "/kamailio/mos".into(),
             metrics_path: "/metrics".into(),
             data_dir: PathBuf::from("./data"),
             log_level: "info".into(),
@@ -215,6 +256,7 @@ impl Default for Config {
             quarantine_max_files: 1000,
             tracking: Tracking::default(),
             labels: Labels::default(),
+            dedupe: Dedupe::default(),
             names: Names::default(),
             mos: Mos::default(),
             journal: JournalCfg::default(),
@@ -286,6 +328,9 @@ impl Default for Labels {
         Labels {
             max_call_bridges: 256,
             max_tenants: 2000,
+            max_switches: 256,
+            max_nodes: 256,
+            max_domains: 2000,
             max_values: 64,
             max_value_bytes: 128,
             max_series: 150_000,
@@ -351,16 +396,25 @@ impl Config {
                 format!("{:?} is not an address:port ({e})", self.listen),
             );
         }
-        for (key, p) in [
+        let paths = [
             ("cdr_path", &self.cdr_path),
+            ("freeswitch_path", &self.freeswitch_path),
+            ("kamailio_path", &self.kamailio_path),
             ("metrics_path", &self.metrics_path),
-        ] {
+        ];
+        for (i, (key, p)) in paths.iter().enumerate() {
             if !p.starts_with('/') || p.contains(char::is_whitespace) {
                 return bad(key, format!("{p:?} must be a path starting with /"));
             }
+            let norm = |p: &str| p.trim_end_matches('/').to_owned();
+            if let Some((other, _)) = paths[i + 1..].iter().find(|(_, q)| norm(q) == norm(p)) {
+                return bad(key, format!("must differ from {other}"));
+            }
         }
-        if self.cdr_path == self.metrics_path {
-            return bad("cdr_path", "must differ from metrics_path".into());
+        for (key, p) in &paths[1..3] {
+            if p.trim_end_matches('/').is_empty() {
+                return bad(key, "must not be / (POST / is the CMS receiver)".into());
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(
@@ -475,6 +529,32 @@ impl Config {
                 "set auth.token or auth.token_file, not both".into(),
             );
         }
+        if !self.auth.basic_password.is_empty() && !self.auth.basic_password_file.is_empty() {
+            return bad(
+                "auth.basic_password_file",
+                "set auth.basic_password or auth.basic_password_file, not both".into(),
+            );
+        }
+        let has_password =
+            !self.auth.basic_password.is_empty() || !self.auth.basic_password_file.is_empty();
+        if self.auth.basic_user.is_empty() && has_password {
+            return bad("auth.basic_user", "a basic password needs a user".into());
+        }
+        if self.auth.basic_user.contains(':') {
+            return bad("auth.basic_user", "must not contain ':'".into());
+        }
+        if !self.auth.basic_user.is_empty() && !has_password {
+            return bad(
+                "auth.basic_password",
+                "auth.basic_user needs auth.basic_password or auth.basic_password_file".into(),
+            );
+        }
+        if self.dedupe.max_entries < 100 {
+            return bad("dedupe.max_entries", "must be at least 100".into());
+        }
+        if self.dedupe.max_age_seconds == 0 {
+            return bad("dedupe.max_age_seconds", "must be positive".into());
+        }
         for net in &self.auth.allow {
             if parse_net(net).is_none() {
                 return bad(
@@ -492,6 +572,9 @@ impl Config {
         for (key, v) in [
             ("labels.max_call_bridges", self.labels.max_call_bridges),
             ("labels.max_tenants", self.labels.max_tenants),
+            ("labels.max_switches", self.labels.max_switches),
+            ("labels.max_nodes", self.labels.max_nodes),
+            ("labels.max_domains", self.labels.max_domains),
             ("labels.max_values", self.labels.max_values),
             ("labels.max_series", self.labels.max_series),
         ] {
@@ -508,6 +591,9 @@ impl Config {
         let mut c = self.clone();
         if !c.auth.token.is_empty() {
             c.auth.token = MASKED.into();
+        }
+        if !c.auth.basic_password.is_empty() {
+            c.auth.basic_password = MASKED.into();
         }
         toml::to_string_pretty(&c).unwrap_or_default()
     }
@@ -527,26 +613,43 @@ impl Config {
 
     /// The shared secret, from `auth.token` or `auth.token_file`.
     pub fn token(&self) -> Result<Option<String>, ConfigError> {
-        if !self.auth.token.is_empty() {
-            return Ok(Some(self.auth.token.clone()));
-        }
-        if self.auth.token_file.is_empty() {
+        secret(&self.auth.token, &self.auth.token_file, "auth.token_file")
+    }
+
+    /// The basic credentials (user, password), from `auth.basic_*`.
+    pub fn basic_credentials(&self) -> Result<Option<(String, String)>, ConfigError> {
+        if self.auth.basic_user.is_empty() {
             return Ok(None);
         }
-        let text =
-            std::fs::read_to_string(&self.auth.token_file).map_err(|e| ConfigError::Invalid {
-                key: "auth.token_file",
-                msg: format!("{}: {e}", self.auth.token_file),
-            })?;
-        let t = text.lines().next().unwrap_or("").trim().to_owned();
-        if t.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "auth.token_file",
-                msg: "the file is empty".into(),
-            });
-        }
-        Ok(Some(t))
+        let pw = secret(
+            &self.auth.basic_password,
+            &self.auth.basic_password_file,
+            "auth.basic_password_file",
+        )?;
+        Ok(pw.map(|p| (self.auth.basic_user.clone(), p)))
     }
+}
+
+/// A secret given inline or as a file (its first line, trimmed).
+fn secret(value: &str, file: &str, key: &'static str) -> Result<Option<String>, ConfigError> {
+    if !value.is_empty() {
+        return Ok(Some(value.to_owned()));
+    }
+    if file.is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+        key,
+        msg: format!("{file}: {e}"),
+    })?;
+    let t = text.lines().next().unwrap_or("").trim().to_owned();
+    if t.is_empty() {
+        return Err(ConfigError::Invalid {
+            key,
+            msg: "the file is empty".into(),
+        });
+    }
+    Ok(Some(t))
 }
 
 /// An address (`10.0.0.5`) or a network (`10.0.0.0/8`).

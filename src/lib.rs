@@ -94,11 +94,14 @@ impl App {
         let exposition = Exposition::new(ingest.metrics.clone(), sources);
         let http_cfg = http::HttpConfig {
             cdr_path: cfg.cdr_path.clone(),
+            freeswitch_path: cfg.freeswitch_path.clone(),
+            kamailio_path: cfg.kamailio_path.clone(),
             metrics_path: cfg.metrics_path.clone(),
             max_body_bytes: cfg.max_body_bytes,
             max_inflight_bytes: cfg.server.max_inflight_bytes,
             summary: summary(cfg),
             token: cfg.token()?,
+            basic: cfg.basic_credentials()?,
             allow: cfg.allowed_networks(),
             body_timeout: Duration::from_secs(cfg.server.body_timeout_seconds),
         };
@@ -118,6 +121,9 @@ fn ingest_for(cfg: &Config) -> Result<Arc<Ingest>, config::ConfigError> {
     let limits = LabelLimits {
         call_bridge: cfg.labels.max_call_bridges,
         tenant: cfg.labels.max_tenants,
+        switch: cfg.labels.max_switches,
+        node: cfg.labels.max_nodes,
+        domain: cfg.labels.max_domains,
         enumerated: cfg.labels.max_values,
         value_bytes: cfg.labels.max_value_bytes,
         max_series: cfg.labels.max_series,
@@ -163,7 +169,11 @@ fn ingest_for(cfg: &Config) -> Result<Arc<Ingest>, config::ConfigError> {
         codecs,
         assumed_delay_ms: cfg.mos.assumed_delay_ms,
     };
-    Ok(Arc::new(Ingest::new(metrics, limits, names, mos)))
+    let dedupe = dedupe::Limits {
+        max_entries: cfg.dedupe.max_entries,
+        max_age_seconds: cfg.dedupe.max_age_seconds,
+    };
+    Ok(Arc::new(Ingest::new(metrics, limits, names, mos, dedupe)))
 }
 
 /// `cdr_exporter_tracked_objects{kind}` (from the tracker) and
@@ -172,9 +182,12 @@ struct RuntimeSource(Arc<Ingest>);
 
 impl metrics::Source for RuntimeSource {
     fn collect(&self, out: &mut metrics::Scraped) {
-        use metrics::catalogue::{LOG_LINES_SUPPRESSED, TRACKED_OBJECTS};
+        use metrics::catalogue::{DEDUPE_ENTRIES, LOG_LINES_SUPPRESSED, TRACKED_OBJECTS};
         for (kind, n) in self.0.tracked() {
             out.add(&TRACKED_OBJECTS, &[kind.as_str()], metrics::Value::U64(n));
+        }
+        for (source, n) in self.0.dedupe_entries() {
+            out.add(&DEDUPE_ENTRIES, &[source], metrics::Value::U64(n));
         }
         let n = log_limit::suppressed_total();
         out.add(&LOG_LINES_SUPPRESSED, &[], metrics::Value::U64(n));

@@ -105,7 +105,10 @@ async fn the_bad_input_table() {
     let s = c.scrape().await;
     for (reason, n) in &expected {
         assert_eq!(
-            s.get("cdr_exporter_batches_rejected_total", &[("reason", reason)]),
+            s.get(
+                "cdr_exporter_batches_rejected_total",
+                &[("source", "cms"), ("reason", reason)]
+            ),
             Some(*n),
             "rejections for {reason}"
         );
@@ -206,7 +209,7 @@ async fn a_100_mb_body_is_refused_without_being_buffered() {
     assert!(
         s.sum(
             "cdr_exporter_batches_rejected_total",
-            &[("reason", "too_large")]
+            &[("source", "cms"), ("reason", "too_large")]
         ) >= 1.0
     );
     assert_eq!(c.get("/-/healthy").await.status, 200);
@@ -230,7 +233,7 @@ async fn unauthorized_batches_store_nothing() {
     assert_eq!(
         s.get(
             "cdr_exporter_batches_rejected_total",
-            &[("reason", "unauthorized")]
+            &[("source", "cms"), ("reason", "unauthorized")]
         ),
         Some(2.0)
     );

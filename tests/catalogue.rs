@@ -49,20 +49,56 @@ fn the_vocabulary_agrees_with_the_wire_format() {
         .map(|r| r.as_str())
         .collect();
     assert_eq!(known::EVICT_REASONS, evict.as_slice());
+    assert_eq!(
+        known::FREESWITCH_INVALID,
+        cdr_exporter::freeswitch::INVALID_REASONS
+    );
+    assert_eq!(
+        known::RTPENGINE_INVALID,
+        cdr_exporter::rtpengine::INVALID_REASONS
+    );
+    use cdr_exporter::rtpengine::EndEvent;
+    let events: Vec<_> = [EndEvent::Bye, EndEvent::Cancel, EndEvent::Failure]
+        .iter()
+        .map(|e| e.as_label())
+        .collect();
+    assert_eq!(known::RTPENGINE_EVENTS, events.as_slice());
+    use cdr_exporter::freeswitch::LegSide;
+    assert_eq!(
+        known::LEG_SIDES,
+        [LegSide::A.as_label(), LegSide::B.as_label()]
+    );
+    let sources: Vec<_> = [
+        cdr_exporter::pipeline::Format::Cms,
+        cdr_exporter::pipeline::Format::FreeSwitch,
+        cdr_exporter::pipeline::Format::Kamailio,
+    ]
+    .iter()
+    .map(|f| f.source())
+    .collect();
+    assert_eq!(known::SOURCES, sources.as_slice());
 }
 
+/// Each source's family prefixes and the label that leads them (most specific first).
+const PREFIXES: &[(&str, &str)] = &[
+    ("cms_tenant_", "tenant"),
+    ("cms_", "call_bridge"),
+    ("freeswitch_cdr_domain_", "domain"),
+    ("freeswitch_cdr_", "switch"),
+    ("kamailio_rtpengine_tenant_", "tenant"),
+    ("kamailio_rtpengine_", "node"),
+];
+
 #[test]
-fn no_family_multiplies_call_bridges_by_tenants() {
+fn no_family_multiplies_senders_by_tenants() {
+    let senders = ["call_bridge", "switch", "node"];
+    let tenants = ["tenant", "domain"];
     for d in all() {
-        assert!(
-            !(d.labels.contains(&"call_bridge") && d.labels.contains(&"tenant")),
-            "{} carries both call_bridge and tenant",
-            d.name
-        );
-        if d.name.starts_with("cms_tenant_") {
-            assert_eq!(d.labels.first(), Some(&"tenant"), "{}", d.name);
-        } else if d.name.starts_with("cms_") {
-            assert_eq!(d.labels.first(), Some(&"call_bridge"), "{}", d.name);
+        let s = d.labels.iter().filter(|l| senders.contains(l)).count();
+        let t = d.labels.iter().filter(|l| tenants.contains(l)).count();
+        assert!(s + t <= 1, "{} carries {:?}", d.name, d.labels);
+        if let Some((_, first)) = PREFIXES.iter().find(|(p, _)| d.name.starts_with(p)) {
+            assert_eq!(d.labels.first(), Some(first), "{}", d.name);
         }
     }
 }
@@ -73,7 +109,7 @@ fn names_follow_the_prometheus_conventions() {
     for d in all() {
         assert!(seen.insert(d.name), "{} declared twice", d.name);
         assert!(
-            d.name.starts_with("cms_")
+            PREFIXES.iter().any(|(p, _)| d.name.starts_with(p))
                 || d.name.starts_with("cdr_exporter_")
                 || d.name.starts_with("process_"),
             "{}",
@@ -114,7 +150,7 @@ fn populated() -> App {
         .collect();
     files.sort();
     let src = Origin {
-        query_call_bridge: Some("fixture"),
+        query_sender: Some("fixture"),
         peer: None,
     };
     for f in &files {

@@ -180,7 +180,7 @@ fn catalogue() -> &'static Catalogue {
             .collect();
         files.sort();
         let src = cdr_exporter::ingest::Origin {
-            query_call_bridge: Some("fixture"),
+            query_sender: Some("fixture"),
             peer: None,
         };
         for f in &files {

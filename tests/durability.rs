@@ -101,7 +101,7 @@ async fn journal_write_failure_answers_503_and_applies_nothing() {
     assert_eq!(
         s.get(
             "cdr_exporter_batches_rejected_total",
-            &[("reason", "journal_error")]
+            &[("source", "cms"), ("reason", "journal_error")]
         ),
         Some(1.0)
     );

@@ -1,12 +1,14 @@
 //! End to end with the real Debian daemons: rtpengine (userspace) anchors the media of a
 //! SIPp call through Kamailio running the shipped `examples/kamailio` config; a generator
 //! sends RTP with known loss and jitter and RTCP with a known round trip on both legs; at
-//! the BYE the config must POST the MOS rtpengine computed, which our parser must read.
-//! A second call without RTCP must be reported without MOS.
+//! the BYE the config must POST the MOS rtpengine computed to the real exporter (through a
+//! recording relay), whose histograms must then hold it. A second call without RTCP must be
+//! reported, and counted, without MOS.
 //!
 //! Needs: kamailio (5.6) with its utils, extra and lua module packages,
 //! rtpengine-daemon (10.5) and sip-tester (SIPp 3.6). It fails, never skips, without them.
 
+mod common;
 #[path = "common/voip.rs"]
 mod voip;
 
@@ -17,6 +19,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cdr_exporter::rtpengine::{self, EndEvent, Ident, Report};
+use common::binary::Exporter;
+use common::Scrape;
 use voip::{Capture, Endpoint, Guard, MediaPlan};
 
 /// The daemons share two cores with everything else: one stack at a time.
@@ -108,6 +112,7 @@ impl Variant {
 struct Stack {
     dir: tempfile::TempDir,
     capture: Capture,
+    exporter: Exporter,
     sip_port: u16,
     node: &'static str,
     variant: Variant,
@@ -159,9 +164,14 @@ fn start_stack(variant: Variant) -> Stack {
     let kamailio_bin = voip::require_binary("kamailio");
     voip::require_binary("sipp");
     let dir = tempfile::tempdir().unwrap();
-    // The native stack's exporter refuses its first report (503): the config must keep
-    // it in the queue and deliver it on a later timer tick.
-    let capture = Capture::start(if variant == Variant::Native { 1 } else { 0 });
+    let data = dir.path().join("exporter");
+    let exporter = Exporter::start(&[], &[("CDR_EXPORTER_DATA_DIR", data.to_str().unwrap())]);
+    // The native stack's relay refuses its first report (503): the config must keep it in
+    // the queue and deliver it on a later timer tick.
+    let capture = Capture::start(
+        if variant == Variant::Native { 1 } else { 0 },
+        exporter.addr,
+    );
 
     let ng_port = voip::free_udp_port();
     let media_base = voip::free_udp_range(40);
@@ -257,6 +267,7 @@ fn start_stack(variant: Variant) -> Stack {
     Stack {
         dir,
         capture,
+        exporter,
         sip_port,
         node,
         variant,
@@ -574,11 +585,121 @@ fn run(variant: Variant) {
     } else {
         assert_eq!(statuses, [200, 200]);
     }
+    check_exporter(&stack, &avg, lo, &accepted[0].body);
     eprintln!(
         "[{variant:?}] start {started:?}, call with RTCP {call1:?}, call without {:?}, total {:?}",
         call.elapsed,
         t0.elapsed()
     );
+}
+
+fn scrape(stack: &Stack) -> Scrape {
+    let (status, body) = voip::http_request(stack.exporter.addr, "GET", "/metrics", None, b"");
+    assert_eq!(status, 200, "{body}");
+    Scrape(body)
+}
+
+/// What the exporter made of the two reports: the first call's MOS, loss, jitter and round
+/// trip in their histograms (sum = the one value), the second counted as not measured; a
+/// repeated report recognised, not counted.
+fn check_exporter(stack: &Stack, avg: &rtpengine::Sample, min: f64, first_body: &[u8]) {
+    let node = [("node", stack.node)];
+    let s = scrape(stack);
+    let get = |name: &str, extra: &[(&str, &str)]| {
+        let mut want = node.to_vec();
+        want.extend_from_slice(extra);
+        s.get(name, &want).unwrap_or_else(|| {
+            panic!(
+                "{name}{want:?} missing:\n{}",
+                s.0.lines()
+                    .filter(|l| l.contains("kamailio_rtpengine"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert_eq!(
+        get("kamailio_rtpengine_calls_total", &[("event", "bye")]),
+        2.0
+    );
+    assert_eq!(get("kamailio_rtpengine_call_mos_count", &[]), 1.0);
+    let mos = avg.mos.unwrap();
+    assert!(close(get("kamailio_rtpengine_call_mos_sum", &[]), mos));
+    // The bucket just below the value is empty, the one above holds it.
+    let le = cdr_exporter::metrics::catalogue::MOS_BUCKETS
+        .iter()
+        .find(|b| **b >= mos)
+        .unwrap();
+    let le = format_le(*le);
+    assert_eq!(
+        get("kamailio_rtpengine_call_mos_bucket", &[("le", &le)]),
+        1.0
+    );
+    assert!(close(get("kamailio_rtpengine_call_mos_min_sum", &[]), min));
+    let loss = avg.packet_loss_percent.unwrap();
+    let jitter = avg.jitter_ms.unwrap();
+    let rtt_us = avg.roundtrip_us.unwrap();
+    assert!(close(
+        get("kamailio_rtpengine_call_packet_loss_ratio_sum", &[]),
+        loss / 100.0
+    ));
+    assert!(close(
+        get("kamailio_rtpengine_call_jitter_seconds_sum", &[]),
+        jitter / 1000.0
+    ));
+    assert!(close(
+        get("kamailio_rtpengine_call_roundtrip_seconds_sum", &[]),
+        rtt_us as f64 / 1e6
+    ));
+    let est = cdr_exporter::quality::simplified_mos(rtt_us as f64 / 1000.0, jitter, loss);
+    assert!(close(
+        get("kamailio_rtpengine_call_estimated_mos_sum", &[]),
+        est
+    ));
+    assert_eq!(
+        get(
+            "kamailio_rtpengine_call_mos_unavailable_total",
+            &[("reason", "not_measured")]
+        ),
+        1.0
+    );
+    let tenant = match stack.variant {
+        Variant::Kemi => "127.0.0.1",
+        _ => "none",
+    };
+    assert_eq!(
+        s.get(
+            "kamailio_rtpengine_tenant_calls_total",
+            &[("tenant", tenant)]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(get("kamailio_rtpengine_reports_duplicate_total", &[]), 0.0);
+    // The same report again (a retry whose 200 was lost): 200, and counted once.
+    let (status, body) = voip::http_request(
+        stack.exporter.addr,
+        "POST",
+        "/kamailio/mos",
+        Some("application/json"),
+        first_body,
+    );
+    assert_eq!(status, 200, "{body}");
+    let s = scrape(stack);
+    assert_eq!(
+        s.get("kamailio_rtpengine_reports_duplicate_total", &node),
+        Some(1.0)
+    );
+    assert_eq!(s.get("kamailio_rtpengine_call_mos_count", &node), Some(1.0));
+}
+
+/// A bucket bound as the exposition prints it (`4.3`, `4.0`).
+fn format_le(b: f64) -> String {
+    if b.fract() == 0.0 {
+        format!("{b:.1}")
+    } else {
+        b.to_string()
+    }
 }
 
 #[test]

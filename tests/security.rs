@@ -188,7 +188,7 @@ async fn token_in_query_or_bearer_header_and_allowlist() {
     assert_eq!(
         s.get(
             "cdr_exporter_batches_rejected_total",
-            &[("reason", "unauthorized")]
+            &[("source", "cms"), ("reason", "unauthorized")]
         ),
         Some(3.0)
     );
@@ -215,7 +215,7 @@ async fn token_in_query_or_bearer_header_and_allowlist() {
     assert_eq!(
         c.scrape().await.get(
             "cdr_exporter_batches_rejected_total",
-            &[("reason", "forbidden")]
+            &[("source", "cms"), ("reason", "forbidden")]
         ),
         Some(1.0)
     );
@@ -465,7 +465,7 @@ async fn connection_limit_and_slow_clients() {
     assert_eq!(
         s.get(
             "cdr_exporter_batches_rejected_total",
-            &[("reason", "timeout")]
+            &[("source", "cms"), ("reason", "timeout")]
         ),
         Some(1.0)
     );

@@ -161,7 +161,10 @@ async fn malformed_bodies_get_400_one_line_reason_and_quarantine() {
     );
     for (f, reason) in cases {
         assert!(
-            s.sum("cdr_exporter_batches_rejected_total", &[("reason", reason)]) >= 1.0,
+            s.sum(
+                "cdr_exporter_batches_rejected_total",
+                &[("source", "cms"), ("reason", reason)]
+            ) >= 1.0,
             "{f} → {reason}"
         );
     }
@@ -234,7 +237,7 @@ async fn body_over_limit_gets_413_and_is_counted() {
     assert_eq!(
         s.get(
             "cdr_exporter_batches_rejected_total",
-            &[("reason", "too_large")]
+            &[("source", "cms"), ("reason", "too_large")]
         ),
         Some(2.0)
     );

@@ -35,9 +35,25 @@ pub use transport::{
 };
 pub use types::*;
 
-/// Decodes and parses one POST body.
+/// Decodes and parses one POST body. A Content-Type that is missing or names another
+/// encoding than the body's is reported in [`Cdr::invalid`] (field `content_type`).
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Cdr, ParseError> {
-    decode(content_type, body)?.parse()
+    let payload = decode(content_type, body)?;
+    let mut cdr = payload.parse()?;
+    let reason = match content_type {
+        None => Some(InvalidReason::MissingContentType),
+        Some(_) if payload.declared.is_none() || payload.content_type_mismatch() => {
+            Some(InvalidReason::WrongContentType)
+        }
+        Some(_) => None,
+    };
+    if let Some(reason) = reason {
+        cdr.invalid.push(InvalidField {
+            field: "content_type",
+            reason,
+        });
+    }
+    Ok(cdr)
 }
 
 /// Parses an already decoded document (a log-dir file: raw XML or JSON).

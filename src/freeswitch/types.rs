@@ -221,6 +221,10 @@ pub enum InvalidReason {
     InvalidUtf8,
     /// More than [`MAX_ERROR_PERIODS`] error periods.
     TooMany,
+    /// The Content-Type names another encoding than the body has (the body decided).
+    WrongContentType,
+    /// No Content-Type (the body decided).
+    MissingContentType,
 }
 
 /// Every [`InvalidReason::as_label`] value.
@@ -236,6 +240,8 @@ pub const INVALID_REASONS: &[&str] = &[
     "unknown_value",
     "invalid_utf8",
     "too_many",
+    "wrong_content_type",
+    "missing_content_type",
 ];
 
 impl InvalidReason {
@@ -252,6 +258,8 @@ impl InvalidReason {
             InvalidReason::UnknownValue => "unknown_value",
             InvalidReason::InvalidUtf8 => "invalid_utf8",
             InvalidReason::TooMany => "too_many",
+            InvalidReason::WrongContentType => "wrong_content_type",
+            InvalidReason::MissingContentType => "missing_content_type",
         }
     }
 }
@@ -275,12 +283,15 @@ mod tests {
             UnknownValue,
             InvalidUtf8,
             TooMany,
+            WrongContentType,
+            MissingContentType,
         ];
         // A new variant must be added here: this match has no wildcard.
         for r in all {
             match r {
                 BadNumber | NotFinite | Negative | OutOfRange | TooLong | BadEncoding
-                | ControlCharacters | WrongType | UnknownValue | InvalidUtf8 | TooMany => {}
+                | ControlCharacters | WrongType | UnknownValue | InvalidUtf8 | TooMany
+                | WrongContentType | MissingContentType => {}
             }
         }
         let labels: Vec<&str> = all.iter().map(|r| r.as_label()).collect();

@@ -1,5 +1,6 @@
-//! The HTTP edge: `POST /cdr`, `GET /metrics`, `/`, `/-/healthy`, `/-/ready`; access
-//! control, limits, TLS, the accept loop and the errors clients see.
+//! The HTTP edge: `POST /cdr` (CMS), `POST /freeswitch/cdr`, `POST /kamailio/mos`,
+//! `GET /metrics`, `/`, `/-/healthy`, `/-/ready`; access control, limits, TLS, the accept
+//! loop and the errors clients see.
 
 pub mod serve;
 pub mod tls;
@@ -18,21 +19,25 @@ use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
 
-use crate::metrics::{Exposition, Format, Metrics};
-use crate::pipeline::{self, AcceptError, Pipeline, Received};
+use crate::metrics::{self as m, Exposition, Metrics};
+use crate::pipeline::{self, AcceptError, Format, Pipeline, Received};
 
 /// What the HTTP layer needs, as plain values.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub cdr_path: String,
+    pub freeswitch_path: String,
+    pub kamailio_path: String,
     pub metrics_path: String,
     pub max_body_bytes: u64,
     /// Bodies being received or applied, in total over all connections (503 beyond).
     pub max_inflight_bytes: u64,
     /// Shown on the landing page.
     pub summary: Vec<(String, String)>,
-    /// Shared secret for the CDR path (`?token=` or `Authorization: Bearer`).
+    /// Shared secret for the receiver paths (`?token=` or `Authorization: Bearer`).
     pub token: Option<String>,
+    /// HTTP basic user and password for the receiver paths; with a token, either suffices.
+    pub basic: Option<(String, String)>,
     /// Networks allowed to POST records; empty allows all.
     pub allow: Vec<ipnet::IpNet>,
     /// Time a client has to send a body.
@@ -56,11 +61,17 @@ impl AppState {
     ) -> Arc<AppState> {
         let metrics = pipeline.ingest().metrics.clone();
         // Rejections are rare: their series exist at 0 so the first one is an increase.
-        for r in HttpError::REASONS
-            .iter()
-            .chain(crate::cdr::ParseError::REASONS)
-        {
-            metrics.batches_rejected.touch((metrics.vocab.get(r),));
+        let v = &metrics.vocab;
+        for (source, reasons) in [
+            (Format::Cms, crate::cdr::ParseError::REASONS),
+            (Format::FreeSwitch, crate::freeswitch::REASONS),
+            (Format::Kamailio, crate::rtpengine::REASONS),
+        ] {
+            for r in HttpError::REASONS.iter().chain(reasons) {
+                metrics
+                    .batches_rejected
+                    .touch((v.get(source.source()), v.get(r)));
+            }
         }
         Arc::new(AppState {
             pipeline,
@@ -85,15 +96,22 @@ pub fn cdr_router(state: Arc<AppState>) -> Router {
     base(&state).merge(cdr_routes(&state)).with_state(state)
 }
 
-/// The receiver path, with and without a trailing slash, and `POST /` for receiver URIs
-/// configured without a path: a Call Bridge that gets 404 retries forever.
+/// The receiver paths, with and without a trailing slash, and `POST /` (CMS) for receiver
+/// URIs configured without a path: a Call Bridge that gets 404 retries forever.
 fn cdr_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    let path = state.config.cdr_path.trim_end_matches('/');
+    let c = &state.config;
     let mut r = Router::new().route("/", post(post_cdr));
-    if !path.is_empty() {
-        r = r
-            .route(path, post(post_cdr))
-            .route(&format!("{path}/"), post(post_cdr));
+    for (path, handler) in [
+        (&c.cdr_path, post(post_cdr)),
+        (&c.freeswitch_path, post(post_freeswitch)),
+        (&c.kamailio_path, post(post_kamailio)),
+    ] {
+        let path = path.trim_end_matches('/');
+        if !path.is_empty() {
+            r = r
+                .route(path, handler.clone())
+                .route(&format!("{path}/"), handler);
+        }
     }
     r
 }
@@ -128,8 +146,8 @@ pub enum HttpError {
     Unavailable(crate::store::StoreError),
     #[error("too many request bodies in flight (server.max_inflight_bytes); retry later")]
     Busy,
-    #[error("missing or wrong token")]
-    Unauthorized,
+    #[error("missing or wrong credentials (token or basic)")]
+    Unauthorized { basic: bool },
     #[error("address not allowed")]
     Forbidden,
     #[error("body not received within {0:?}")]
@@ -153,7 +171,7 @@ impl HttpError {
             HttpError::BadBatch { .. } | HttpError::Read(_) => StatusCode::BAD_REQUEST,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Unavailable(_) | HttpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden => StatusCode::FORBIDDEN,
             HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
@@ -166,7 +184,7 @@ impl HttpError {
             HttpError::Read(_) => "read_error",
             HttpError::Unavailable(_) => "journal_error",
             HttpError::Busy => "busy",
-            HttpError::Unauthorized => "unauthorized",
+            HttpError::Unauthorized { .. } => "unauthorized",
             HttpError::Forbidden => "forbidden",
             HttpError::Timeout(_) => "timeout",
         }
@@ -186,11 +204,19 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut r = (self.status(), format!("{self}\n")).into_response();
         match self {
-            HttpError::Unauthorized => {
-                r.headers_mut().insert(
+            HttpError::Unauthorized { basic } => {
+                let h = r.headers_mut();
+                h.append(
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Bearer"),
                 );
+                // curl (FreeSWITCH) with auth-scheme "any" answers a Basic challenge.
+                if basic {
+                    h.append(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Basic realm=\"cdr-exporter\""),
+                    );
+                }
             }
             HttpError::Unavailable(_) | HttpError::Busy => {
                 r.headers_mut()
@@ -215,38 +241,95 @@ fn authorize(
             return Err(HttpError::Forbidden);
         }
     }
+    if cfg.token.is_none() && cfg.basic.is_none() {
+        return Ok(());
+    }
+    // Constant time: the comparison must not tell an attacker how much was right.
+    use subtle::ConstantTimeEq;
+    let same = |a: &[u8], b: &[u8]| bool::from(a.ct_eq(b));
+    let authz = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let scheme = |name: &str| {
+        let a = authz?;
+        let (s, rest) = a.split_once(' ')?;
+        s.eq_ignore_ascii_case(name).then(|| rest.trim())
+    };
     if let Some(expected) = &cfg.token {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        let given = q.get("token").map(String::as_str).or(bearer).unwrap_or("");
-        // Constant time: the comparison must not tell an attacker how much was right.
-        use subtle::ConstantTimeEq;
-        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err(HttpError::Unauthorized);
+        let given = q
+            .get("token")
+            .map(String::as_str)
+            .or(scheme("Bearer"))
+            .unwrap_or("");
+        if same(given.as_bytes(), expected.as_bytes()) {
+            return Ok(());
         }
     }
-    Ok(())
+    if let Some((user, password)) = &cfg.basic {
+        use base64::Engine;
+        let given = scheme("Basic")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .unwrap_or_default();
+        let expected = format!("{user}:{password}");
+        if same(&given, expected.as_bytes()) {
+            return Ok(());
+        }
+    }
+    Err(HttpError::Unauthorized {
+        basic: cfg.basic.is_some(),
+    })
 }
 
+/// What every receiver handler gets.
+type Request = (
+    State<Arc<AppState>>,
+    ConnectInfo<SocketAddr>,
+    Query<HashMap<String, String>>,
+    HeaderMap,
+    Body,
+);
+
 async fn post_cdr(
-    State(st): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<HashMap<String, String>>,
+    st: State<Arc<AppState>>,
+    peer: ConnectInfo<SocketAddr>,
+    q: Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match receive(&st, peer, &q, &headers, body).await {
+    post_any(Format::Cms, (st, peer, q, headers, body)).await
+}
+
+async fn post_freeswitch(
+    st: State<Arc<AppState>>,
+    peer: ConnectInfo<SocketAddr>,
+    q: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    post_any(Format::FreeSwitch, (st, peer, q, headers, body)).await
+}
+
+async fn post_kamailio(
+    st: State<Arc<AppState>>,
+    peer: ConnectInfo<SocketAddr>,
+    q: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    post_any(Format::Kamailio, (st, peer, q, headers, body)).await
+}
+
+async fn post_any(format: Format, req: Request) -> Response {
+    let (State(st), ConnectInfo(peer), Query(q), headers, body) = req;
+    match receive(&st, format, peer, &q, &headers, body).await {
         Ok(resp) => resp,
         Err(e) => {
             let m = &st.metrics;
-            m.batches_rejected.inc((m.vocab.get(e.reason()),));
-            crate::warn_limited!(%peer, reason = e.reason(), error = %e, "CDR batch rejected");
+            let source = format.source();
+            m.batches_rejected
+                .inc((m.vocab.get(source), m.vocab.get(e.reason())));
+            crate::warn_limited!(%peer, source, reason = e.reason(), error = %e, "request rejected");
             e.into_response()
         }
     }
@@ -326,6 +409,7 @@ async fn read_body(
 
 async fn receive(
     st: &AppState,
+    format: Format,
     peer: SocketAddr,
     q: &HashMap<String, String>,
     headers: &HeaderMap,
@@ -333,21 +417,31 @@ async fn receive(
 ) -> Result<Response, HttpError> {
     authorize(&st.config, peer, q, headers)?;
     let (body, _inflight) = read_body(st, headers, body).await?;
+    let sender_param = match format {
+        Format::Cms => q.get("call_bridge").or_else(|| q.get("system_id")),
+        Format::FreeSwitch => q.get("switch"),
+        Format::Kamailio => q.get("node"),
+    };
     let received = Received {
-        format: pipeline::Format::Cms,
+        format,
         received_at: pipeline::unix_now(),
         peer: Some(peer.ip()),
-        call_bridge_param: q.get("call_bridge").or_else(|| q.get("system_id")).cloned(),
+        sender_param: sender_param.cloned(),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         body,
     };
     let out = st.pipeline.accept(received).await?;
     tracing::debug!(
         %peer,
+        source = format.source(),
         applied = out.applied,
         duplicates = out.duplicates,
         invalid = out.invalid,
         missing = out.missing,
-        "CDR batch applied"
+        "request applied"
     );
     Ok((StatusCode::OK, "OK\n").into_response())
 }
@@ -358,7 +452,7 @@ async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
             .get(name)
             .and_then(|v: &header::HeaderValue| v.to_str().ok())
     };
-    let format = Format::negotiate(h(header::ACCEPT));
+    let format = m::Format::negotiate(h(header::ACCEPT));
     let ct = (header::CONTENT_TYPE, format.content_type());
     // Encoding is CPU work: off the async workers, so a large scrape cannot stall batches.
     let st2 = st.clone();

@@ -2,8 +2,9 @@
 //! Storage, exposition, snapshots and the README's table (checked by `tests/catalogue.rs`)
 //! all come from here.
 //!
-//! Cardinality rule: a `cms_*` family carries `call_bridge` or `tenant`, never both, beside
-//! small enumerations; see README "Cardinality".
+//! Cardinality rule: a family carries one sender identity (`call_bridge`, `switch`, `node`)
+//! or one tenant-like label (`tenant`, `domain`), never both, beside small enumerations; see
+//! README "Cardinality".
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,10 @@ pub const PARTICIPANT_BUCKETS: &[f64] = &[
 pub const MOS_BUCKETS: &[f64] = &[1.0, 2.0, 2.6, 3.1, 3.6, 4.0, 4.3, 4.5];
 /// Packet loss ratio buckets: 0.1 % to 50 %.
 pub const LOSS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
+/// Jitter buckets: 5 ms to 0.5 s.
+pub const JITTER_BUCKETS: &[f64] = &[0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
+/// Round-trip buckets: 20 ms to 2 s (G.114's 150 ms one way is 0.3 s round trip).
+pub const ROUNDTRIP_BUCKETS: &[f64] = &[0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
 /// Video heights: 144p to 4K.
 pub const HEIGHT_BUCKETS: &[f64] = &[
     144.0, 240.0, 360.0, 480.0, 576.0, 720.0, 1080.0, 1440.0, 2160.0,
@@ -226,6 +231,46 @@ stored! {
     tenant_leg_packet_loss: Histogram<(Tenant, Media)> = "cms_tenant_call_leg_packet_loss_ratio", "Packet loss of received media per leg, ratio 0-1, by tenant (labels.tenant_detail = full)", buckets LOSS_BUCKETS, full true;
     tenant_leg_duration: Histogram<(Tenant,)> = "cms_tenant_call_leg_duration_seconds", "Call leg duration, by tenant (labels.tenant_detail = full)", unit "seconds", buckets DURATION_BUCKETS, full true;
     tenant_call_duration: Histogram<(Tenant,)> = "cms_tenant_call_duration_seconds", "Call duration, by tenant (labels.tenant_detail = full)", unit "seconds", buckets DURATION_BUCKETS, full true;
+    // FreeSWITCH legs (one CDR each), by switch.
+    fs_legs: Counter<(Switch, LegSide, CallDirection)> = "freeswitch_cdr_legs_total", "FreeSWITCH legs ended (CDRs applied, duplicates excluded), by switch";
+    fs_legs_answered: Counter<(Switch, LegSide, CallDirection)> = "freeswitch_cdr_legs_answered_total", "FreeSWITCH legs that were answered (answer_epoch or billsec set), by switch";
+    fs_hangups: Counter<(Switch, HangupCause, Q850)> = "freeswitch_cdr_leg_hangups_total", "FreeSWITCH legs by hangup_cause and hangup_cause_q850, by switch";
+    fs_duration: Histogram<(Switch,)> = "freeswitch_cdr_leg_duration_seconds", "FreeSWITCH leg duration (duration: creation to hangup), by switch", unit "seconds", buckets DURATION_BUCKETS;
+    fs_billsec: Histogram<(Switch,)> = "freeswitch_cdr_leg_billed_seconds", "FreeSWITCH answered leg time (billsec: answer to hangup), answered legs only, by switch", unit "seconds", buckets DURATION_BUCKETS;
+    fs_mos: Histogram<(Switch,)> = "freeswitch_cdr_leg_mos", "MOS FreeSWITCH reported for the audio each leg received (call-stats audio inbound mos), legs with media only, by switch", buckets MOS_BUCKETS;
+    fs_estimated_mos: Histogram<(Switch,)> = "freeswitch_cdr_leg_estimated_mos", "MOS of the same audio by our simplified model (loss = flaw_total / media_packet_count, jitter = sqrt(jitter_max_variance), latency 0), by switch", buckets MOS_BUCKETS;
+    fs_mos_unavailable: Counter<(Switch, FsMosUnavailable)> = "freeswitch_cdr_leg_mos_unavailable_total", "FreeSWITCH legs without a usable MOS, by reason (no_call_stats, no_media: FreeSWITCH's 4.50 for a leg that received nothing, invalid_values), by switch";
+    fs_packet_loss: Histogram<(Switch,)> = "freeswitch_cdr_leg_packet_loss_ratio", "Audio received per leg that FreeSWITCH counted as flawed (flaw_total / media_packet_count, at most 1), by switch", buckets LOSS_BUCKETS;
+    fs_jitter: Histogram<(Switch,)> = "freeswitch_cdr_leg_jitter_seconds", "Largest inter-arrival jitter of the audio received per leg (sqrt of jitter_max_variance), by switch", unit "seconds", buckets JITTER_BUCKETS;
+    fs_codecs: Counter<(Switch, MediaDirection, FsCodec)> = "freeswitch_cdr_leg_codecs_total", "FreeSWITCH legs by audio codec (read_codec as rx, write_codec as tx), by switch";
+    fs_duplicates: Counter<(Switch,)> = "freeswitch_cdr_duplicates_total", "FreeSWITCH CDRs received again (same switch and leg uuid, e.g. a retry after a lost 200) and not counted";
+    fs_invalid: Counter<(Switch, FsInvalidReason)> = "freeswitch_cdr_invalid_fields_total", "Fields of FreeSWITCH CDRs that were present but unusable, by reason (the rest of the CDR was applied)";
+    fs_last_received: FloatGauge<(Switch,)> = "freeswitch_cdr_last_received_timestamp_seconds", "When the exporter last accepted a CDR from the switch (exporter clock)", unit "seconds";
+    // FreeSWITCH legs, by domain (domain_name, else accountcode).
+    fs_domain_legs: Counter<(FsDomain, HangupCause)> = "freeswitch_cdr_domain_legs_total", "FreeSWITCH legs ended, by domain (and by hangup_cause with labels.tenant_detail = full)", compact_drops &["hangup_cause"];
+    fs_domain_legs_answered: Counter<(FsDomain,)> = "freeswitch_cdr_domain_legs_answered_total", "FreeSWITCH legs that were answered, by domain";
+    fs_domain_mos: Histogram<(FsDomain,)> = "freeswitch_cdr_domain_leg_mos", "MOS FreeSWITCH reported for the audio each leg received, legs with media only, by domain", buckets MOS_BUCKETS;
+    fs_domain_mos_unavailable: Counter<(FsDomain,)> = "freeswitch_cdr_domain_leg_mos_unavailable_total", "FreeSWITCH legs without a usable MOS, by domain";
+    fs_domain_estimated_mos: Histogram<(FsDomain,)> = "freeswitch_cdr_domain_leg_estimated_mos", "MOS by our simplified model, by domain (labels.tenant_detail = full)", buckets MOS_BUCKETS, full true;
+    fs_domain_packet_loss: Histogram<(FsDomain,)> = "freeswitch_cdr_domain_leg_packet_loss_ratio", "Audio received per leg counted as flawed, by domain (labels.tenant_detail = full)", buckets LOSS_BUCKETS, full true;
+    // Kamailio/rtpengine calls (one report each), by node.
+    rtp_calls: Counter<(Node, RtpEvent)> = "kamailio_rtpengine_calls_total", "Calls rtpengine reported on through Kamailio (duplicates excluded), by how they ended, by node";
+    rtp_mos: Histogram<(Node,)> = "kamailio_rtpengine_call_mos", "Average MOS rtpengine computed for the call from RTCP receiver reports (mos_average), by node", buckets MOS_BUCKETS;
+    rtp_mos_min: Histogram<(Node,)> = "kamailio_rtpengine_call_mos_min", "Lowest MOS rtpengine computed during the call (mos_min): what its worst moment sounded like, by node", buckets MOS_BUCKETS;
+    rtp_estimated_mos: Histogram<(Node,)> = "kamailio_rtpengine_call_estimated_mos", "MOS by our simplified model from the average's packet loss, jitter and round trip (as latency), by node", buckets MOS_BUCKETS;
+    rtp_mos_unavailable: Counter<(Node, RtpMosUnavailable)> = "kamailio_rtpengine_call_mos_unavailable_total", "Calls without an rtpengine MOS, by reason (not_measured: no usable RTCP; not_answered: cancel or failure; invalid_values), by node";
+    rtp_packet_loss: Histogram<(Node,)> = "kamailio_rtpengine_call_packet_loss_ratio", "Packet loss of the call's average MOS sample (mos_average_packetloss / 100), by node", buckets LOSS_BUCKETS;
+    rtp_jitter: Histogram<(Node,)> = "kamailio_rtpengine_call_jitter_seconds", "Jitter of the call's average MOS sample (mos_average_jitter), by node", unit "seconds", buckets JITTER_BUCKETS;
+    rtp_roundtrip: Histogram<(Node,)> = "kamailio_rtpengine_call_roundtrip_seconds", "End-to-end round trip of the call's average MOS sample (mos_average_roundtrip, µs upstream), by node", unit "seconds", buckets ROUNDTRIP_BUCKETS;
+    rtp_duplicates: Counter<(Node,)> = "kamailio_rtpengine_reports_duplicate_total", "Reports received again (same node, Call-ID, tags and labels) and not counted";
+    rtp_invalid: Counter<(Node, RtpInvalidReason)> = "kamailio_rtpengine_report_invalid_fields_total", "Values of reports that were present but unusable, by reason (the rest of the report was applied)";
+    rtp_last_received: FloatGauge<(Node,)> = "kamailio_rtpengine_last_report_timestamp_seconds", "When the exporter last accepted a report from the node (exporter clock)", unit "seconds";
+    // Kamailio/rtpengine calls, by tenant (the report's tenant, e.g. the SIP domain).
+    rtp_tenant_calls: Counter<(RtpTenant,)> = "kamailio_rtpengine_tenant_calls_total", "Calls rtpengine reported on, by tenant";
+    rtp_tenant_mos: Histogram<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_mos", "Average MOS rtpengine computed for the call, by tenant", buckets MOS_BUCKETS;
+    rtp_tenant_mos_min: Histogram<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_mos_min", "Lowest MOS rtpengine computed during the call, by tenant", buckets MOS_BUCKETS;
+    rtp_tenant_mos_unavailable: Counter<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_mos_unavailable_total", "Calls without an rtpengine MOS, by tenant";
+    rtp_tenant_packet_loss: Histogram<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_packet_loss_ratio", "Packet loss of the call's average MOS sample, by tenant (labels.tenant_detail = full)", buckets LOSS_BUCKETS, full true;
     // The MOS model's assumptions in force (from the configuration).
     mos_codec_impairment: FloatGauge<(Codec, CodecParameter)> = "cdr_exporter_mos_codec_impairment", "Codec impairment values in force for the MOS estimate (ie, bpl)", derived true;
     mos_assumed_delay: FloatGauge<()> = "cdr_exporter_mos_assumed_delay_seconds", "One-way delay Ta assumed by the MOS estimate", unit "seconds", derived true;
@@ -236,7 +281,8 @@ stored! {
     records_invalid: Counter<(CallBridge, InvalidReason)> = "cdr_exporter_records_invalid_total", "CDR records in well-formed batches that could not be used, by reason";
     records_unmatched: Counter<(CallBridge, RecordType)> = "cdr_exporter_records_unmatched_total", "Update and end records for calls, legs, recordings or streamings the exporter was not tracking";
     batches: Counter<(CallBridge,)> = "cdr_exporter_batches_total", "CDR batches (POST bodies) accepted and acknowledged";
-    batches_rejected: Counter<(RejectReason,)> = "cdr_exporter_batches_rejected_total", "CDR batches rejected whole, by reason";
+    batches_rejected: Counter<(Source, RejectReason)> = "cdr_exporter_batches_rejected_total", "Requests rejected whole (CMS batches, FreeSWITCH CDRs, rtpengine reports), by source and reason";
+    dedupe_forgotten: Counter<(Source, ForgetReason)> = "cdr_exporter_dedupe_forgotten_total", "Entries the FreeSWITCH and rtpengine dedupe memories forgot (dedupe.max_age_seconds, dedupe.max_entries): a retry after that would count again";
     last_record_timestamp: FloatGauge<(CallBridge,)> = "cdr_exporter_last_record_timestamp_seconds", "Time attribute of the newest record applied (Call Bridge clock)", unit "seconds";
     last_batch_timestamp: FloatGauge<(CallBridge,)> = "cdr_exporter_last_batch_timestamp_seconds", "When the exporter last accepted a batch from the Call Bridge (exporter clock)", unit "seconds";
     sessions: Counter<(CallBridge,)> = "cdr_exporter_sessions_total", "CDR sessions seen per Call Bridge; each new one after the first is a Call Bridge restart";
@@ -269,6 +315,7 @@ macro_rules! scraped {
 
 scraped! {
     BUILD_INFO: Info ["version"] = "cdr_exporter_build_info", "Build information of cdr-exporter";
+    DEDUPE_ENTRIES: Gauge ["source"] = "cdr_exporter_dedupe_entries", "FreeSWITCH legs and rtpengine calls remembered to recognise retries (dedupe.max_entries each)";
     TRACKED_OBJECTS: Gauge ["kind"] = "cdr_exporter_tracked_objects", "Objects held in correlation state (placeholder calls included), and sessions";
     LABEL_OVERFLOW: Counter ["label", "cause"] = "cdr_exporter_label_overflow_total", "Label values replaced by other: beyond the label's cap on distinct values (cause max_values) or longer than labels.max_value_bytes (cause too_long)";
     SERIES: Gauge [] = "cdr_exporter_series", "Series stored in all families (labels.max_series is the budget)";

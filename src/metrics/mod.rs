@@ -21,6 +21,12 @@ pub use vocab::{Label, LabelId, LabelTable, Vocabulary, NONE, OTHER, UNKNOWN};
 pub struct LabelLimits {
     pub call_bridge: usize,
     pub tenant: usize,
+    /// FreeSWITCH instances (`switch`).
+    pub switch: usize,
+    /// Kamailio/rtpengine instances (`node`).
+    pub node: usize,
+    /// FreeSWITCH `domain` and rtpengine `tenant`, each.
+    pub domain: usize,
     /// Every enumerated label (reason, codec, record type, ...): known values always fit.
     pub enumerated: usize,
     /// Longest value of any label, in bytes.
@@ -34,6 +40,9 @@ impl Default for LabelLimits {
         LabelLimits {
             call_bridge: 256,
             tenant: 2000,
+            switch: 256,
+            node: 256,
+            domain: 2000,
             enumerated: 64,
             value_bytes: 128,
             max_series: 150_000,

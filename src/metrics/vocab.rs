@@ -373,13 +373,147 @@ pub mod known {
         "max_sessions",
     ];
     pub const CONNECTION_REJECTS: &[&str] = &["max_connections", "tls_handshake"];
+    /// The senders, as the `source` label names them.
+    pub const SOURCES: &[&str] = &["cms", "freeswitch", "kamailio"];
+    /// Why a dedupe memory forgot an entry.
+    pub const FORGET_REASONS: &[&str] = &["max_age", "max_entries"];
+    /// FreeSWITCH's hangup causes and their Q.850 codes (`switch_channel.c` CAUSE_CHART,
+    /// `switch_types.h`); `hangup_cause_q850` is the code, or 16 for causes above 127.
+    pub const HANGUP_CAUSES: &[(&str, u16)] = &[
+        ("NONE", 0),
+        ("UNALLOCATED_NUMBER", 1),
+        ("NO_ROUTE_TRANSIT_NET", 2),
+        ("NO_ROUTE_DESTINATION", 3),
+        ("CHANNEL_UNACCEPTABLE", 6),
+        ("CALL_AWARDED_DELIVERED", 7),
+        ("NORMAL_CLEARING", 16),
+        ("USER_BUSY", 17),
+        ("NO_USER_RESPONSE", 18),
+        ("NO_ANSWER", 19),
+        ("SUBSCRIBER_ABSENT", 20),
+        ("CALL_REJECTED", 21),
+        ("NUMBER_CHANGED", 22),
+        ("REDIRECTION_TO_NEW_DESTINATION", 23),
+        ("EXCHANGE_ROUTING_ERROR", 25),
+        ("DESTINATION_OUT_OF_ORDER", 27),
+        ("INVALID_NUMBER_FORMAT", 28),
+        ("FACILITY_REJECTED", 29),
+        ("RESPONSE_TO_STATUS_ENQUIRY", 30),
+        ("NORMAL_UNSPECIFIED", 31),
+        ("NORMAL_CIRCUIT_CONGESTION", 34),
+        ("NETWORK_OUT_OF_ORDER", 38),
+        ("NORMAL_TEMPORARY_FAILURE", 41),
+        ("SWITCH_CONGESTION", 42),
+        ("ACCESS_INFO_DISCARDED", 43),
+        ("REQUESTED_CHAN_UNAVAIL", 44),
+        ("PRE_EMPTED", 45),
+        ("FACILITY_NOT_SUBSCRIBED", 50),
+        ("OUTGOING_CALL_BARRED", 52),
+        ("INCOMING_CALL_BARRED", 54),
+        ("BEARERCAPABILITY_NOTAUTH", 57),
+        ("BEARERCAPABILITY_NOTAVAIL", 58),
+        ("SERVICE_UNAVAILABLE", 63),
+        ("BEARERCAPABILITY_NOTIMPL", 65),
+        ("CHAN_NOT_IMPLEMENTED", 66),
+        ("FACILITY_NOT_IMPLEMENTED", 69),
+        ("SERVICE_NOT_IMPLEMENTED", 79),
+        ("INVALID_CALL_REFERENCE", 81),
+        ("INCOMPATIBLE_DESTINATION", 88),
+        ("INVALID_MSG_UNSPECIFIED", 95),
+        ("MANDATORY_IE_MISSING", 96),
+        ("MESSAGE_TYPE_NONEXIST", 97),
+        ("WRONG_MESSAGE", 98),
+        ("IE_NONEXIST", 99),
+        ("INVALID_IE_CONTENTS", 100),
+        ("WRONG_CALL_STATE", 101),
+        ("RECOVERY_ON_TIMER_EXPIRE", 102),
+        ("MANDATORY_IE_LENGTH_ERROR", 103),
+        ("PROTOCOL_ERROR", 111),
+        ("INTERWORKING", 127),
+        ("SUCCESS", 142),
+        ("ORIGINATOR_CANCEL", 487),
+        ("CRASH", 700),
+        ("SYSTEM_SHUTDOWN", 701),
+        ("LOSE_RACE", 702),
+        ("MANAGER_REQUEST", 703),
+        ("BLIND_TRANSFER", 800),
+        ("ATTENDED_TRANSFER", 801),
+        ("ALLOTTED_TIMEOUT", 802),
+        ("USER_CHALLENGE", 803),
+        ("MEDIA_TIMEOUT", 804),
+        ("PICKED_OFF", 805),
+        ("USER_NOT_REGISTERED", 806),
+        ("PROGRESS_TIMEOUT", 807),
+        ("INVALID_GATEWAY", 808),
+        ("GATEWAY_DOWN", 809),
+        ("INVALID_URL", 810),
+        ("INVALID_PROFILE", 811),
+        ("NO_PICKUP", 812),
+        ("SRTP_READ_ERROR", 813),
+        ("BOWOUT", 814),
+        ("BUSY_EVERYWHERE", 815),
+        ("DECLINE", 816),
+        ("DOES_NOT_EXIST_ANYWHERE", 817),
+        ("NOT_ACCEPTABLE", 818),
+        ("UNWANTED", 819),
+        ("NO_IDENTITY", 820),
+        ("BAD_IDENTITY_INFO", 821),
+        ("UNSUPPORTED_CERTIFICATE", 822),
+        ("INVALID_IDENTITY", 823),
+        ("STALE_DATE", 824),
+        ("REJECT_ALL", 825),
+    ];
+    /// FreeSWITCH codec names (`read_codec`, `write_codec`) common enough to always fit.
+    pub const FREESWITCH_CODECS: &[&str] = &[
+        "PCMU", "PCMA", "G722", "G729", "G7221", "G726-32", "opus", "GSM", "iLBC", "AMR", "AMR-WB",
+        "speex", "SILK", "L16", "VP8", "VP9", "H264", "H263",
+    ];
+    pub const LEG_SIDES: &[&str] = &["a", "b"];
+    pub const CALL_DIRECTIONS: &[&str] = &["inbound", "outbound"];
+    pub const FREESWITCH_MOS_UNAVAILABLE: &[&str] =
+        &["no_call_stats", "no_media", "invalid_values"];
+    /// `freeswitch::INVALID_REASONS` (checked by `tests/catalogue.rs`).
+    pub const FREESWITCH_INVALID: &[&str] = &[
+        "bad_number",
+        "not_finite",
+        "negative",
+        "out_of_range",
+        "too_long",
+        "bad_encoding",
+        "control_characters",
+        "wrong_type",
+        "unknown_value",
+        "invalid_utf8",
+        "too_many",
+        "wrong_content_type",
+        "missing_content_type",
+    ];
+    pub const RTPENGINE_EVENTS: &[&str] = &["bye", "cancel", "failure"];
+    pub const RTPENGINE_MOS_UNAVAILABLE: &[&str] =
+        &["not_measured", "not_answered", "invalid_values"];
+    /// `rtpengine::INVALID_REASONS` (checked by `tests/catalogue.rs`).
+    pub const RTPENGINE_INVALID: &[&str] = &[
+        "wrong_type",
+        "not_a_number",
+        "decimal_comma",
+        "not_finite",
+        "negative",
+        "out_of_range",
+        "not_an_integer",
+        "bad_duration",
+        "too_long",
+        "control_character",
+        "unknown_value",
+        "wrong_content_type",
+        "missing_content_type",
+    ];
     pub const CODEC_PARAMETERS: &[&str] = &["ie", "bpl"];
     pub const BOOLEANS: &[&str] = &["true", "false"];
 }
 
 /// `known` and `unknown`, for labels a record may leave out.
-fn or_unknown(known: &[&'static str]) -> Vec<&'static str> {
-    let mut v = known.to_vec();
+fn or_unknown<S: AsRef<str>>(known: &[S]) -> Vec<&str> {
+    let mut v: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
     v.push(UNKNOWN);
     v
 }
@@ -412,6 +546,42 @@ vocabulary! {
     MosUnavailable: "reason", enumerated, known::MOS_UNAVAILABLE;
     CodecParameter: "parameter", enumerated, known::CODEC_PARAMETERS;
     ConnectionReject: "reason", enumerated, known::CONNECTION_REJECTS;
+    /// Which sender a request came to: `cms`, `freeswitch`, `kamailio`.
+    Source: "source", enumerated, known::SOURCES;
+    ForgetReason: "reason", enumerated, known::FORGET_REASONS;
+    /// A FreeSWITCH instance: `switchname`, else `?switch=` in its URL, else its address.
+    Switch: "switch", switch, [];
+    /// A FreeSWITCH leg's `domain_name`, else its `accountcode`, else `none`.
+    FsDomain: "domain", domain, [NONE];
+    /// `a` or `b`.
+    LegSide: "leg", enumerated, known::LEG_SIDES;
+    /// A FreeSWITCH channel's direction: `inbound`, `outbound`, `unknown`.
+    CallDirection: "direction", enumerated, or_unknown(known::CALL_DIRECTIONS);
+    HangupCause: "hangup_cause", enumerated, or_unknown(&known::HANGUP_CAUSES.iter().map(|c| c.0).collect::<Vec<_>>());
+    /// `hangup_cause_q850`, 0 to 127.
+    Q850: "q850", enumerated, or_unknown(&q850_codes());
+    FsCodec: "codec", enumerated, or_unknown(known::FREESWITCH_CODECS);
+    FsMosUnavailable: "reason", enumerated, known::FREESWITCH_MOS_UNAVAILABLE;
+    FsInvalidReason: "reason", enumerated, known::FREESWITCH_INVALID;
+    /// A Kamailio/rtpengine instance: the report's `node`, else `?node=`, else its address.
+    Node: "node", node, [];
+    /// The report's `tenant` (e.g. the SIP domain), else `none`.
+    RtpTenant: "tenant", domain, [NONE];
+    /// How the call ended, as the Kamailio config says: `bye`, `cancel`, `failure`, `unknown`.
+    RtpEvent: "event", enumerated, or_unknown(known::RTPENGINE_EVENTS);
+    RtpMosUnavailable: "reason", enumerated, known::RTPENGINE_MOS_UNAVAILABLE;
+    RtpInvalidReason: "reason", enumerated, known::RTPENGINE_INVALID;
+}
+
+/// The distinct Q.850 codes of [`known::HANGUP_CAUSES`] as label values.
+fn q850_codes() -> Vec<String> {
+    let mut v: Vec<u16> = known::HANGUP_CAUSES
+        .iter()
+        .map(|c| c.1)
+        .filter(|c| *c <= 127)
+        .collect();
+    v.dedup();
+    v.iter().map(u16::to_string).collect()
 }
 
 #[cfg(test)]

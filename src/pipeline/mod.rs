@@ -14,17 +14,32 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::cdr;
 use crate::ingest::{Ingest, Origin, Outcome, StateSnapshot};
 use crate::metrics::{FloatGauge, Scraped, Source, Value};
 use crate::store::{self, Entry, FsyncPolicy, Journal, JournalStats, StoreError};
+use crate::{cdr, freeswitch, rtpengine};
 pub use quarantine::{Quarantine, QuarantineLimits};
 
-/// Which sender's format a body is in.
+/// Which sender's format a body is in. New variants go last: the journal stores the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Format {
     /// A Cisco Meeting Server `<records>` batch.
     Cms,
+    /// One FreeSWITCH CDR (mod_xml_cdr in any `encode`, or mod_json_cdr).
+    FreeSwitch,
+    /// One Kamailio/rtpengine MOS report (JSON).
+    Kamailio,
+}
+
+impl Format {
+    /// The `source` label value.
+    pub fn source(self) -> &'static str {
+        match self {
+            Format::Cms => "cms",
+            Format::FreeSwitch => "freeswitch",
+            Format::Kamailio => "kamailio",
+        }
+    }
 }
 
 /// One received batch: what the HTTP edge saw, and what the journal keeps. Replay
@@ -35,18 +50,32 @@ pub struct Received {
     /// The exporter's clock when the batch arrived (Unix seconds).
     pub received_at: f64,
     pub peer: Option<IpAddr>,
-    /// `?call_bridge=` (or `?system_id=`) from the receiver URI.
-    pub call_bridge_param: Option<String>,
+    /// The sender's identity from the receiver URI: `?call_bridge=` (or `?system_id=`) for
+    /// CMS, `?switch=` for FreeSWITCH, `?node=` for Kamailio.
+    pub sender_param: Option<String>,
+    /// The request's Content-Type (FreeSWITCH's `encode` is told by it).
+    pub content_type: Option<String>,
     pub body: Bytes,
 }
 
-/// `Received` without its body: the journal entry's metadata.
+/// `Received` without its body: the journal entry's metadata. Fields are only ever added
+/// at the end (entries from before `content_type` still read).
 #[derive(Serialize, Deserialize)]
 struct Meta {
     format: Format,
     received_at: f64,
     peer: Option<IpAddr>,
-    call_bridge_param: Option<String>,
+    sender_param: Option<String>,
+    content_type: Option<String>,
+}
+
+/// [`Meta`] as written before FreeSWITCH and Kamailio were received.
+#[derive(Deserialize)]
+struct MetaV1 {
+    format: Format,
+    received_at: f64,
+    peer: Option<IpAddr>,
+    sender_param: Option<String>,
 }
 
 impl Received {
@@ -55,7 +84,8 @@ impl Received {
             format: self.format,
             received_at: self.received_at,
             peer: self.peer,
-            call_bridge_param: self.call_bridge_param.clone(),
+            sender_param: self.sender_param.clone(),
+            content_type: self.content_type.clone(),
         };
         Entry {
             meta: postcard::to_stdvec(&meta)
@@ -66,12 +96,22 @@ impl Received {
     }
 
     fn from_entry(e: Entry) -> Option<Received> {
-        let m: Meta = postcard::from_bytes(&e.meta).ok()?;
+        let m: Meta = postcard::from_bytes(&e.meta).ok().or_else(|| {
+            let m: MetaV1 = postcard::from_bytes(&e.meta).ok()?;
+            Some(Meta {
+                format: m.format,
+                received_at: m.received_at,
+                peer: m.peer,
+                sender_param: m.sender_param,
+                content_type: None,
+            })
+        })?;
         Some(Received {
             format: m.format,
             received_at: m.received_at,
             peer: m.peer,
-            call_bridge_param: m.call_bridge_param,
+            sender_param: m.sender_param,
+            content_type: m.content_type,
             body: e.body,
         })
     }
@@ -443,9 +483,11 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// A body parsed in its sender's format (borrowing from it).
+/// A body parsed in its sender's format (the CMS batch borrows from it).
 enum Parsed<'a> {
     Cms(cdr::Batch<'a>),
+    FreeSwitch(Box<freeswitch::Cdr>),
+    Kamailio(Box<rtpengine::Report>),
 }
 
 /// Why a body is not a batch: the label value and the one-line message.
@@ -455,24 +497,35 @@ struct Rejection {
 }
 
 fn parse(r: &Received) -> Result<Parsed<'_>, Rejection> {
-    match r.format {
-        Format::Cms => cdr::parse(&r.body).map(Parsed::Cms).map_err(|e| Rejection {
-            reason: e.as_label(),
+    fn rejection(reason: &'static str, e: impl ToString) -> Rejection {
+        Rejection {
+            reason,
             message: e.to_string(),
-        }),
+        }
+    }
+    match r.format {
+        Format::Cms => cdr::parse(&r.body)
+            .map(Parsed::Cms)
+            .map_err(|e| rejection(e.as_label(), e)),
+        Format::FreeSwitch => freeswitch::parse(r.content_type.as_deref(), &r.body)
+            .map(|c| Parsed::FreeSwitch(Box::new(c)))
+            .map_err(|e| rejection(e.as_label(), e)),
+        Format::Kamailio => rtpengine::parse_request(r.content_type.as_deref(), &r.body)
+            .map(|c| Parsed::Kamailio(Box::new(c)))
+            .map_err(|e| rejection(e.as_label(), e)),
     }
 }
 
 /// The one apply, for live batches and replay alike.
 fn apply(ingest: &Ingest, r: &Received, parsed: &Parsed<'_>) -> Outcome {
+    let src = Origin {
+        query_sender: r.sender_param.as_deref(),
+        peer: r.peer,
+    };
     match parsed {
-        Parsed::Cms(batch) => {
-            let src = Origin {
-                query_call_bridge: r.call_bridge_param.as_deref(),
-                peer: r.peer,
-            };
-            ingest.apply(batch, &src, r.received_at)
-        }
+        Parsed::Cms(batch) => ingest.apply(batch, &src, r.received_at),
+        Parsed::FreeSwitch(c) => ingest.apply_freeswitch(c, &src, r.received_at),
+        Parsed::Kamailio(rep) => ingest.apply_rtpengine(rep, &src, r.received_at),
     }
 }
 

@@ -92,6 +92,10 @@ pub enum InvalidReason {
     ControlCharacter,
     /// An `event` other than `bye`, `cancel` or `failure`.
     UnknownValue,
+    /// A Content-Type other than JSON (the body was read as JSON all the same).
+    WrongContentType,
+    /// No Content-Type (the body was read as JSON all the same).
+    MissingContentType,
 }
 
 /// Every [`InvalidReason::as_label`] value.
@@ -107,6 +111,8 @@ pub const INVALID_REASONS: &[&str] = &[
     "too_long",
     "control_character",
     "unknown_value",
+    "wrong_content_type",
+    "missing_content_type",
 ];
 
 impl InvalidReason {
@@ -123,6 +129,8 @@ impl InvalidReason {
             InvalidReason::TooLong => "too_long",
             InvalidReason::ControlCharacter => "control_character",
             InvalidReason::UnknownValue => "unknown_value",
+            InvalidReason::WrongContentType => "wrong_content_type",
+            InvalidReason::MissingContentType => "missing_content_type",
         }
     }
 }
@@ -445,6 +453,26 @@ fn slot(key: &str) -> Option<&'static Slot> {
     SLOTS.iter().flatten().find(|s| s.0 == key)
 }
 
+/// Parses one request: the body as JSON whatever the Content-Type says (Kamailio configs
+/// set it by hand), a missing or non-JSON one reported in [`Report::invalid`].
+pub fn parse_request(content_type: Option<&str>, body: &[u8]) -> Result<Report, ParseError> {
+    let mut r = parse(body)?;
+    let json = |ct: &str| {
+        let media = ct.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("application/json")
+            || media.to_ascii_lowercase().ends_with("+json")
+    };
+    let reason = match content_type {
+        None => Some(InvalidReason::MissingContentType),
+        Some(ct) if !json(ct) => Some(InvalidReason::WrongContentType),
+        Some(_) => None,
+    };
+    if let Some(reason) = reason {
+        r.invalid.push(bad("content_type", reason));
+    }
+    Ok(r)
+}
+
 /// Parses one POST body.
 pub fn parse(body: &[u8]) -> Result<Report, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -696,11 +724,14 @@ mod tests {
             TooLong,
             ControlCharacter,
             UnknownValue,
+            WrongContentType,
+            MissingContentType,
         ];
         for r in &all {
             match r {
                 WrongType | NotANumber | DecimalComma | NotFinite | Negative | OutOfRange
-                | NotAnInteger | BadDuration | TooLong | ControlCharacter | UnknownValue => {}
+                | NotAnInteger | BadDuration | TooLong | ControlCharacter | UnknownValue
+                | WrongContentType | MissingContentType => {}
             }
         }
         all

@@ -42,7 +42,7 @@ impl From<StoreError> for std::io::Error {
 
 const SNAP_MAGIC: &[u8; 4] = b"CDRS";
 /// 2: the tracker owns correlation (calls list their legs), sessions kept per Call Bridge.
-const SNAP_VERSION: u32 = 2;
+const SNAP_VERSION: u32 = 3;
 
 fn snapshot_name(seq: u64) -> String {
     format!("snapshot-{seq:020}.bin")

@@ -216,6 +216,20 @@ impl Conn {
         self.request("POST", path, None, body).await
     }
 
+    /// A POST with this Content-Type (none if `None`).
+    pub async fn post_typed(
+        &mut self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut h = hyper::HeaderMap::new();
+        if let Some(ct) = content_type {
+            h.insert("content-type", ct.parse().unwrap());
+        }
+        self.request_with("POST", path, &h, body).await
+    }
+
     pub async fn get(&mut self, path: &str) -> Resp {
         self.request("GET", path, None, Vec::new()).await
     }

@@ -207,8 +207,9 @@ pub struct Post {
     pub body: Vec<u8>,
 }
 
-/// An HTTP/1.1 server on 127.0.0.1:0 that keeps every POST's body and answers 200, or
-/// 503 to the first `fail_first` POSTs (an exporter that is briefly unavailable).
+/// An HTTP/1.1 server on 127.0.0.1:0 between Kamailio and the exporter: it keeps every
+/// POST, answers 503 to the first `fail_first` (an exporter that is briefly unavailable),
+/// and forwards the rest to the exporter at `upstream`, answering with its status.
 pub struct Capture {
     pub addr: SocketAddr,
     pub posts: Arc<Mutex<Vec<Post>>>,
@@ -216,7 +217,7 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn start(fail_first: usize) -> Capture {
+    pub fn start(fail_first: usize, upstream: SocketAddr) -> Capture {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind capture server");
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -229,7 +230,7 @@ impl Capture {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let (p, f) = (p.clone(), failures.clone());
-                        thread::spawn(move || serve(conn, p, f));
+                        thread::spawn(move || serve(conn, p, f, upstream));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -253,6 +254,7 @@ fn serve(
     conn: TcpStream,
     posts: Arc<Mutex<Vec<Post>>>,
     failures: Arc<std::sync::atomic::AtomicUsize>,
+    upstream: SocketAddr,
 ) {
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(30))).ok();
@@ -298,7 +300,11 @@ fn serve(
             && failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
-        let status = if fail { 503 } else { 200 };
+        let status = if fail {
+            503
+        } else {
+            http_request(upstream, &method, &path, ctype.as_deref(), &body).0
+        };
         if method == "POST" {
             posts.lock().unwrap().push(Post {
                 status,
@@ -307,15 +313,48 @@ fn serve(
                 body,
             });
         }
-        let reply: &[u8] = if fail {
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
-        } else {
-            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-        };
-        if w.write_all(reply).is_err() {
+        let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        if w.write_all(reply.as_bytes()).is_err() {
             return;
         }
     }
+}
+
+/// One HTTP/1.1 request (`Connection: close`): the status and the body (0 if no answer).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(10)) else {
+        return (0, String::new());
+    };
+    c.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let ct = content_type
+        .map(|t| format!("Content-Type: {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if c.write_all(head.as_bytes())
+        .and_then(|_| c.write_all(body))
+        .is_err()
+    {
+        return (0, String::new());
+    }
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_owned())
 }
 
 /// What the generator does on both legs.

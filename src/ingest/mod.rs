@@ -1,5 +1,9 @@
 //! `apply(batch)`: CMS records become tracker transitions, and transitions become metric
-//! updates, in one small function per record type.
+//! updates, in one small function per record type; FreeSWITCH CDRs and rtpengine reports
+//! become metric updates once each ([`freeswitch`], [`rtpengine`]).
+
+mod freeswitch;
+mod rtpengine;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -7,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cdr::{self, Batch, CallRef, Entry, ObjectRef, PacketStatistics, Record, RecordType};
+use crate::dedupe::{self, Dedupe, Forgotten};
 use crate::metrics::vocab::{self as v, known};
 use crate::metrics::{Counter, Family, Gauge, Label, LabelId, Metrics, NONE, UNKNOWN};
 use crate::quality::{self, BurstGap, CodecTable};
@@ -30,11 +35,12 @@ pub struct MosSettings {
     pub assumed_delay_ms: f64,
 }
 
-/// Where a batch came from, beside what its XML says.
+/// Where a batch came from, beside what its body says.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Origin<'a> {
-    /// `?call_bridge=` or `?system_id=` from the receiver URI.
-    pub query_call_bridge: Option<&'a str>,
+    /// The sender's identity from the receiver URI (`?call_bridge=`, `?system_id=`,
+    /// `?switch=`, `?node=`).
+    pub query_sender: Option<&'a str>,
     pub peer: Option<IpAddr>,
 }
 
@@ -113,6 +119,8 @@ struct Fixed {
     encryption: [v::Encryption; 4],
     /// main_video_viewer, main_video_contributor, presentation_viewer, presentation_contributor, multistream_video
     usage: [v::MediaUsage; 5],
+    fs_mos_unavailable: [v::FsMosUnavailable; 3],
+    rtp_mos_unavailable: [v::RtpMosUnavailable; 3],
 }
 
 impl Fixed {
@@ -139,17 +147,68 @@ impl Fixed {
     }
 }
 
+/// The two dedupe memories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    FreeSwitch,
+    Rtpengine,
+}
+
+impl Seen {
+    fn source(self) -> &'static str {
+        match self {
+            Seen::FreeSwitch => "freeswitch",
+            Seen::Rtpengine => "kamailio",
+        }
+    }
+}
+
+/// A sender's identity: what its body says, else the receiver URI parameter, else its
+/// address (as for a Call Bridge).
+fn sender_key<'b>(own: Option<&'b str>, src: &Origin<'b>) -> Cow<'b, str> {
+    if let Some(s) = own.map(str::trim).filter(|s| !s.is_empty()) {
+        return Cow::Borrowed(s);
+    }
+    if let Some(q) = src.query_sender.map(str::trim).filter(|q| !q.is_empty()) {
+        return Cow::Borrowed(q);
+    }
+    match src.peer {
+        Some(ip) => Cow::Owned(ip.to_canonical().to_string()),
+        None => Cow::Borrowed(UNKNOWN),
+    }
+}
+
+/// A dedupe key: 128 bits of xxh3 over length-prefixed parts.
+fn dedupe_key(parts: &[&[u8]]) -> dedupe::Key {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    dedupe::Key(h.digest128())
+}
+
 /// Applies batches to the tracker and the metrics.
 pub struct Ingest {
     pub metrics: Arc<Metrics>,
     tracker: Tracker<Vocab>,
+    /// FreeSWITCH legs (switch, uuid) already applied.
+    fs_seen: Dedupe,
+    /// rtpengine calls (node, Call-ID, tags, labels) already applied.
+    rtp_seen: Dedupe,
     names: Names,
     mos: MosSettings,
     fixed: Fixed,
 }
 
 impl Ingest {
-    pub fn new(metrics: Arc<Metrics>, limits: Limits, names: Names, mos: MosSettings) -> Ingest {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        names: Names,
+        mos: MosSettings,
+        dedupe: dedupe::Limits,
+    ) -> Ingest {
         let m = &metrics;
         let w = &m.vocab;
         let fixed = Fixed {
@@ -174,6 +233,12 @@ impl Ingest {
             mos_unavailable: std::array::from_fn(|i| w.get(known::MOS_UNAVAILABLE[i])),
             encryption: std::array::from_fn(|i| w.get(known::ENCRYPTION[i])),
             usage: std::array::from_fn(|i| w.get(known::MEDIA_USAGES[i])),
+            fs_mos_unavailable: std::array::from_fn(|i| {
+                w.get(known::FREESWITCH_MOS_UNAVAILABLE[i])
+            }),
+            rtp_mos_unavailable: std::array::from_fn(|i| {
+                w.get(known::RTPENGINE_MOS_UNAVAILABLE[i])
+            }),
         };
         // The assumptions in force are part of every estimate: expose them.
         for (codec, imp) in mos.codecs.entries() {
@@ -192,13 +257,51 @@ impl Ingest {
         for r in known::CONNECTION_REJECTS {
             m.connections_rejected.touch((w.get(r),));
         }
+        for s in [Seen::FreeSwitch, Seen::Rtpengine] {
+            for r in known::FORGET_REASONS {
+                m.dedupe_forgotten.touch((w.get(s.source()), w.get(r)));
+            }
+        }
         Ingest {
             tracker: Tracker::new(limits, fixed.unknown),
+            fs_seen: Dedupe::new(dedupe),
+            rtp_seen: Dedupe::new(dedupe),
             metrics,
             names,
             mos,
             fixed,
         }
+    }
+
+    fn memory(&self, s: Seen) -> &Dedupe {
+        match s {
+            Seen::FreeSwitch => &self.fs_seen,
+            Seen::Rtpengine => &self.rtp_seen,
+        }
+    }
+
+    /// Remembers the CDR or report identified by `parts`; true if it was applied before.
+    fn seen(&self, s: Seen, parts: &[&[u8]], now: f64) -> bool {
+        let (fresh, forgot) = self
+            .memory(s)
+            .insert(dedupe_key(parts), now.max(0.0) as u64);
+        self.forgot(s, forgot);
+        !fresh
+    }
+
+    fn forgot(&self, s: Seen, f: Forgotten) {
+        let m = &*self.metrics;
+        for (reason, n) in [("max_age", f.by_age), ("max_entries", f.by_count)] {
+            if n > 0 {
+                m.dedupe_forgotten
+                    .inc_by((m.vocab.get(s.source()), m.vocab.get(reason)), n);
+            }
+        }
+    }
+
+    /// Entries in the FreeSWITCH and rtpengine dedupe memories, by `source`.
+    pub fn dedupe_entries(&self) -> [(&'static str, u64); 2] {
+        [Seen::FreeSwitch, Seen::Rtpengine].map(|s| (s.source(), self.memory(s).len() as u64))
     }
 
     /// Objects the tracker holds, per kind.
@@ -212,11 +315,7 @@ impl Ingest {
         if let Some(cb) = &batch.call_bridge {
             return Cow::Borrowed(cb.as_ref());
         }
-        if let Some(q) = src
-            .query_call_bridge
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-        {
+        if let Some(q) = src.query_sender.map(str::trim).filter(|q| !q.is_empty()) {
             return Cow::Borrowed(q);
         }
         match src.peer {
@@ -815,6 +914,9 @@ impl Ingest {
         for ev in self.tracker.sweep(now.max(0.0) as u64) {
             total += self.eviction(ev);
         }
+        for s in [Seen::FreeSwitch, Seen::Rtpengine] {
+            self.forgot(s, self.memory(s).sweep(now.max(0.0) as u64));
+        }
         total
     }
 }
@@ -837,6 +939,9 @@ pub struct StateSnapshot {
     pub labels: Vec<String>,
     pub metrics: crate::metrics::MetricsSnapshot,
     pub tracker: crate::tracker::TrackerSnapshot,
+    /// The dedupe memories: key, first applied (Unix seconds).
+    pub freeswitch_seen: Vec<(u128, u32)>,
+    pub rtpengine_seen: Vec<(u128, u32)>,
 }
 
 /// The state at one instant, taken quickly (see [`Ingest::copy`]).
@@ -844,6 +949,8 @@ pub struct StateCopy {
     labels: Vec<Arc<str>>,
     metrics: crate::metrics::MetricsSnapshot,
     tracker: crate::tracker::TrackerCopy<Vocab>,
+    freeswitch_seen: crate::cow_map::CowMap<dedupe::Key, u32>,
+    rtpengine_seen: crate::cow_map::CowMap<dedupe::Key, u32>,
 }
 
 impl StateCopy {
@@ -853,6 +960,8 @@ impl StateCopy {
             labels: self.labels.iter().map(|v| v.to_string()).collect(),
             metrics: self.metrics,
             tracker: self.tracker.into_snapshot(),
+            freeswitch_seen: dedupe::entries(&self.freeswitch_seen),
+            rtpengine_seen: dedupe::entries(&self.rtpengine_seen),
         }
     }
 }
@@ -868,6 +977,8 @@ impl Ingest {
             labels,
             metrics,
             tracker,
+            freeswitch_seen: self.fs_seen.copy(),
+            rtpengine_seen: self.rtp_seen.copy(),
         }
     }
 
@@ -880,5 +991,7 @@ impl Ingest {
         self.tracker.restore(&s.tracker, |i| {
             ids.get(i as usize).copied().unwrap_or(unknown)
         });
+        self.fs_seen.restore(&s.freeswitch_seen);
+        self.rtp_seen.restore(&s.rtpengine_seen);
     }
 }
