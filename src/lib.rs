@@ -9,6 +9,7 @@ pub mod cow_map;
 pub mod dedupe;
 pub mod freeswitch;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod log_limit;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! The `cdr-exporter` command line: parse flags, load the config, set up logging, run the
-//! exporter (default), `demo` (the exporter fed by the simulator) or `simulate`.
+//! exporter (default), `demo` (the exporter fed by the simulator), `simulate`, `rules` or
+//! `import-freeswitch`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,6 +64,11 @@ enum Command {
         #[command(flatten)]
         exporter: ExporterArgs,
     },
+    /// Post the CDRs FreeSWITCH could not deliver (its err-log-dir files) to the exporter.
+    ///
+    /// Each file is checked, posted as FreeSWITCH would have posted it, and moved to
+    /// DIR/imported/ after a 2xx. The exporter counts a leg once however often it arrives.
+    ImportFreeswitch(ImportArgs),
     /// Print the Prometheus alert and recording rules, with thresholds and `for` durations
     /// overridden (see alerts/README.md for every parameter).
     Rules {
@@ -73,6 +79,39 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// mod_xml_cdr's or mod_json_cdr's err-log-dir.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The exporter's FreeSWITCH URL [default: from the exporter's configuration, e.g.
+    /// http://127.0.0.1:19477/freeswitch/cdr].
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// The token to send [default: the configuration's auth.token or auth.token_file].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CDR_EXPORTER_IMPORT_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Basic credentials to send, user:password [default: the configuration's auth.basic_*].
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "CDR_EXPORTER_IMPORT_USER",
+        hide_env_values = true
+    )]
+    user: Option<String>,
+    /// Leave imported files in DIR instead of moving them to DIR/imported/.
+    #[arg(long)]
+    keep: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         None => exporter(cli.exporter, false),
         Some(Command::Demo { exporter: e }) => exporter(e.or(cli.exporter), true),
         Some(Command::Rules { set, list }) => rules(&set, list),
+        Some(Command::ImportFreeswitch(args)) => import(args, cli.exporter),
         Some(Command::Simulate(args)) => {
             let e = &cli.exporter;
             if e.config.is_some()
@@ -235,6 +275,59 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             summary.records_unsent,
             summary.rejected_records
         );
+    }
+    Ok(())
+}
+
+/// `import-freeswitch`: target and credentials from the flags, else from the configuration.
+fn import(a: ImportArgs, e: ExporterArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        listen: e.listen,
+        data_dir: e.data_dir,
+        log_level: e.log_level,
+    };
+    let cfg = Config::load(e.config.as_deref(), &overrides)?;
+    let target = a.target.unwrap_or_else(|| {
+        let mut addr = cfg.listen_addr();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}{}", cfg.freeswitch_path)
+    });
+    let token = match a.token {
+        Some(t) => Some(t),
+        None => cfg.token()?,
+    };
+    let basic = match a.user {
+        Some(u) => Some(u),
+        None => cfg.basic_credentials()?.map(|(u, p)| format!("{u}:{p}")),
+    };
+    let icfg = cdr_exporter::import::ImportConfig {
+        dir: a.dir,
+        target,
+        token,
+        basic,
+        keep: a.keep,
+        progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let s = runtime()?.block_on(cdr_exporter::import::import_freeswitch(&icfg))?;
+    println!(
+        "{} posted, {} not FreeSWITCH CDRs, {} not delivered",
+        s.posted,
+        s.unreadable.len(),
+        s.failed.len()
+    );
+    // Bounded: a directory of garbage must not print a screen per file.
+    for (what, list) in [("not a CDR", &s.unreadable), ("not delivered", &s.failed)] {
+        for (path, why) in list.iter().take(20) {
+            println!("  {what}: {}: {why}", path.display());
+        }
+        if list.len() > 20 {
+            println!("  ... and {} more {what}", list.len() - 20);
+        }
+    }
+    if !s.failed.is_empty() || !s.unreadable.is_empty() {
+        anyhow::bail!("some files were not imported (they are left in place)");
     }
     Ok(())
 }

@@ -427,7 +427,13 @@ fn a_leg_variant(uuid: &str, edit: impl Fn(String) -> String) -> Vec<u8> {
 
 /// One bad-input case: name, Content-Type, body, status, and the reason counted (rejected
 /// or, for a 200, an invalid field).
-type Row = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
+type Row = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
 
 fn uuid(i: u32) -> String {
     format!("f0000000-0000-4000-8000-{i:012}")
