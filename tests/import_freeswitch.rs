@@ -73,7 +73,8 @@ async fn err_log_files_are_imported_once_and_bad_ones_stay() {
     let a_leg = "a_a8d3e6f2-4c1b-4f5e-9b7a-1e2d3c4b5a60.cdr.xml";
     std::fs::copy(
         fixtures().join(a_leg),
-        dir.path().join("a_00000000-0000-4000-8000-000000000000.cdr.xml"),
+        dir.path()
+            .join("a_00000000-0000-4000-8000-000000000000.cdr.xml"),
     )
     .unwrap();
     std::fs::write(dir.path().join("junk.cdr.xml"), b"<html>").unwrap();
@@ -81,7 +82,10 @@ async fn err_log_files_are_imported_once_and_bad_ones_stay() {
 
     let (ok, out) = import(dir.path(), &exporter, &[]);
     assert!(!ok, "bad files must fail the command: {out}");
-    assert!(out.contains("4 posted, 2 not FreeSWITCH CDRs, 0 not delivered"), "{out}");
+    assert!(
+        out.contains("4 posted, 2 not FreeSWITCH CDRs, 0 not delivered"),
+        "{out}"
+    );
     assert_eq!(
         names(dir.path()),
         [
@@ -123,10 +127,16 @@ async fn err_log_files_are_imported_once_and_bad_ones_stay() {
         ],
     );
     std::fs::remove_file(dir.path().join("junk.cdr.xml")).unwrap();
-    std::fs::remove_file(dir.path().join("a_00000000-0000-4000-8000-000000000000.cdr.xml"))
-        .unwrap();
+    std::fs::remove_file(
+        dir.path()
+            .join("a_00000000-0000-4000-8000-000000000000.cdr.xml"),
+    )
+    .unwrap();
     let (ok, out) = import(dir.path(), &exporter, &["--token", "wrong"]);
-    assert!(!ok && out.contains("0 posted, 0 not FreeSWITCH CDRs, 4 not delivered"), "{out}");
+    assert!(
+        !ok && out.contains("0 posted, 0 not FreeSWITCH CDRs, 4 not delivered"),
+        "{out}"
+    );
     assert!(out.contains("answered 401"), "{out}");
     let (ok, out) = import(dir.path(), &exporter, &["--token", "right"]);
     assert!(ok, "{out}");

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use cdr_exporter::freeswitch as fs;
 use cdr_exporter::metrics::catalogue::MOS_BUCKETS;
 use cdr_exporter::quality::simplified_mos;
@@ -857,4 +859,80 @@ async fn rtpengine_bad_input_is_refused_or_counted_and_loses_nothing() {
         .unwrap()
         .count();
     assert_eq!(files, rejected);
+}
+
+/// The shipped FreeSWITCH configs: well-formed, only keys mod_xml_cdr / mod_json_cdr read
+/// (`mod_xml_cdr.c`, `mod_json_cdr.c`), aimed at the default path, with a bounded timeout.
+#[test]
+fn shipped_freeswitch_configs_use_real_keys_and_our_path() {
+    use quick_xml::events::Event;
+    let keys = [
+        "url",
+        "cred",
+        "auth-scheme",
+        "encode",
+        "encode-values",
+        "retries",
+        "delay",
+        "timeout",
+        "log-dir",
+        "err-log-dir",
+        "log-http-and-disk",
+        "log-b-leg",
+        "prefix-a-leg",
+        "disable-100-continue",
+        "rotate",
+        "enable-cacert-check",
+        "enable-ssl-verifyhost",
+        "ssl-cert-path",
+        "ssl-key-path",
+        "ssl-key-password",
+        "ssl-version",
+        "ssl-cacert-file",
+        "cookie-file",
+    ];
+    let default_path = cdr_exporter::config::Config::default().freeswitch_path;
+    for file in ["xml_cdr.conf.xml", "json_cdr.conf.xml"] {
+        let path = format!("{}/examples/freeswitch/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut r = quick_xml::Reader::from_str(&text);
+        let mut params = BTreeMap::new();
+        loop {
+            match r.read_event().unwrap_or_else(|e| panic!("{file}: {e}")) {
+                Event::Eof => break,
+                Event::Empty(e) | Event::Start(e) if e.name().as_ref() == "param" => {
+                    let attr = |n: &str| {
+                        e.try_get_attribute(n)
+                            .unwrap()
+                            .map(|a| {
+                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                    .unwrap()
+                                    .into_owned()
+                            })
+                            .unwrap_or_else(|| panic!("{file}: param without {n}"))
+                    };
+                    params.insert(attr("name"), attr("value"));
+                }
+                _ => {}
+            }
+        }
+        for k in params.keys() {
+            assert!(
+                keys.contains(&k.as_str()),
+                "{file}: {k} is not a FreeSWITCH key"
+            );
+        }
+        let url: hyper::Uri = params["url"].parse().unwrap();
+        assert_eq!(url.path(), default_path, "{file}");
+        assert!(
+            params["timeout"].parse::<u32>().unwrap() > 0,
+            "{file}: bounded timeout"
+        );
+        assert!(["true", "false", "base64", "textxml"].contains(&params["encode"].as_str()));
+        assert_eq!(params["log-b-leg"], "true", "{file}: B-legs too");
+        assert!(
+            !params["err-log-dir"].is_empty(),
+            "{file}: failed posts kept for import"
+        );
+    }
 }

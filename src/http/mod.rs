@@ -500,12 +500,15 @@ async fn landing(State(st): State<Arc<AppState>>) -> Html<String> {
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>cdr-exporter</title></head><body>\
 <h1>cdr-exporter {ver}</h1>\
-<p>CDR receiver for Cisco Meeting Server. Add <code>http://THIS-HOST:PORT{cdr}</code> as a CDR receiver on each Call Bridge \
-(Web Admin &gt; Configure &gt; CDR settings, or <code>POST /api/v1/system/cdrReceivers</code> with <code>uri=...</code>).</p>\
+<p>CDR receiver for Cisco Meeting Server, FreeSWITCH and Kamailio/rtpengine. Add <code>http://THIS-HOST:PORT{cdr}</code> as a CDR receiver on each Call Bridge \
+(Web Admin &gt; Configure &gt; CDR settings, or <code>POST /api/v1/system/cdrReceivers</code> with <code>uri=...</code>); \
+point FreeSWITCH's mod_xml_cdr <code>url</code> at <code>{fs}</code> and Kamailio's MOS reports at <code>{kam}</code>.</p>\
 <ul><li><a href=\"{metrics}\">{metrics}</a> (Prometheus)</li><li><a href=\"/-/healthy\">/-/healthy</a></li><li><a href=\"/-/ready\">/-/ready</a></li></ul>\
 <h2>Configuration in force</h2><table>{rows}</table></body></html>",
         ver = env!("CARGO_PKG_VERSION"),
         cdr = esc(&st.config.cdr_path),
+        fs = esc(&st.config.freeswitch_path),
+        kam = esc(&st.config.kamailio_path),
         metrics = esc(&st.config.metrics_path),
     ))
 }

@@ -268,7 +268,7 @@ stored! {
     // Kamailio/rtpengine calls, by tenant (the report's tenant, e.g. the SIP domain).
     rtp_tenant_calls: Counter<(RtpTenant,)> = "kamailio_rtpengine_tenant_calls_total", "Calls rtpengine reported on, by tenant";
     rtp_tenant_mos: Histogram<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_mos", "Average MOS rtpengine computed for the call, by tenant", buckets MOS_BUCKETS;
-    rtp_tenant_mos_min: Histogram<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_mos_min", "Lowest MOS rtpengine computed during the call, by tenant", buckets MOS_BUCKETS;
+    rtp_tenant_mos_min: Histogram<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_mos_min", "Lowest MOS rtpengine computed during the call, by tenant (labels.tenant_detail = full)", buckets MOS_BUCKETS, full true;
     rtp_tenant_mos_unavailable: Counter<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_mos_unavailable_total", "Calls without an rtpengine MOS, by tenant";
     rtp_tenant_packet_loss: Histogram<(RtpTenant,)> = "kamailio_rtpengine_tenant_call_packet_loss_ratio", "Packet loss of the call's average MOS sample, by tenant (labels.tenant_detail = full)", buckets LOSS_BUCKETS, full true;
     // The MOS model's assumptions in force (from the configuration).
