@@ -14,6 +14,10 @@ pub const MASKED: &str = "(set, not shown)";
 /// Prefix of environment variables; nested keys use `__` (e.g. `CDR_EXPORTER_TRACKING__MAX_AGE_SECONDS`).
 pub const ENV_PREFIX: &str = "CDR_EXPORTER_";
 
+/// Variables with the prefix that are not configuration keys but flags of the command line
+/// (`--config`, `import-freeswitch --token`, `--user`).
+pub const ENV_FLAGS: &[&str] = &["CONFIG", "IMPORT_TOKEN", "IMPORT_USER", "WEB_CONFIG_FILE"];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -351,20 +355,115 @@ pub struct Overrides {
     pub log_level: Option<String>,
 }
 
+/// Why the configuration cannot be used; `Display` is one line naming the key and where it
+/// came from.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
-    Figment(#[from] Box<figment::Error>),
+    Layer(String),
     #[error("invalid configuration: key `{key}`: {msg}")]
     Invalid { key: &'static str, msg: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Layer(describe(e))
+    }
+}
+
+/// Each figment error as `key `a.b` (in FILE | from VAR): what is wrong; valid: ...`,
+/// without the profile name figment puts in front of every key.
+fn describe(e: figment::Error) -> String {
+    use figment::error::Kind;
+    let mut parts = Vec::new();
+    for e in e {
+        let key = e.path.join(".");
+        let place = match &e.metadata {
+            Some(md) => match &md.source {
+                Some(figment::Source::File(p)) => format!(" in {}", p.display()),
+                _ if md.name.contains("environment") => {
+                    let var: String = e
+                        .path
+                        .iter()
+                        .map(|p| p.to_uppercase())
+                        .collect::<Vec<_>>()
+                        .join("__");
+                    format!(" from {ENV_PREFIX}{var}")
+                }
+                _ => String::new(),
+            },
+            None => String::new(),
+        };
+        let what = match &e.kind {
+            Kind::UnknownField(f, valid) => {
+                format!("unknown key `{f}`; valid keys here: {}", valid.join(", "))
+            }
+            Kind::UnknownVariant(v, valid) => {
+                format!("`{v}` is not one of: {}", valid.join(", "))
+            }
+            Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
+            Kind::InvalidValue(actual, expected) => {
+                format!("expected {expected}, found {actual}")
+            }
+            other => other.to_string(),
+        };
+        parts.push(if key.is_empty() {
+            format!("{what}{place}")
+        } else {
+            format!("key `{key}`{place}: {what}")
+        });
+    }
+    parts.join("; ")
+}
+
+/// The environment layer: `CDR_EXPORTER_*` variables that name a key. Others (Kubernetes
+/// injects `CDR_EXPORTER_PORT` for a Service named `cdr-exporter`) are left out and
+/// reported by [`unknown_env_vars`], never fatal.
+fn env_layer() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .split("__")
+        .filter(|k| is_key(k.as_str()))
+}
+
+/// Whether a dotted key (from the environment) names a configuration key: a leaf of the
+/// defaults, or anything inside a map (`names.call_bridges.*`, `labels.drop.*`, `mos.codecs.*`).
+fn is_key(dotted: &str) -> bool {
+    let tree = toml::Value::try_from(Config::default()).expect("defaults serialise");
+    let mut node = &tree;
+    for part in dotted.split('.') {
+        match node {
+            // An empty table in the defaults is a map: any key may go in it.
+            toml::Value::Table(t) if t.is_empty() => return true,
+            toml::Value::Table(t) => match t.get(&part.to_ascii_lowercase()) {
+                Some(v) => node = v,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `CDR_EXPORTER_*` variables that are neither a key nor a flag: to warn about at start.
+pub fn unknown_env_vars() -> Vec<String> {
+    let mut v: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter_map(|k| {
+            let rest = k.strip_prefix(ENV_PREFIX)?;
+            let dotted = rest.replace("__", ".");
+            (!ENV_FLAGS.contains(&rest) && !is_key(&dotted)).then_some(k)
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 impl Config {
     /// Loads the layers in order and validates the result.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        Self::load_with_env(file, overrides, Env::prefixed(ENV_PREFIX).split("__"))
+        Self::load_with_env(file, overrides, env_layer())
     }
 
     fn load_with_env(
@@ -382,8 +481,7 @@ impl Config {
         let cfg: Config = fig
             .merge(env)
             .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(Box::new)?;
+            .extract()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -416,11 +514,8 @@ impl Config {
                 return bad(key, "must not be / (POST / is the CMS receiver)".into());
             }
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            return bad(
-                "log_level",
-                format!("{:?} is not a level or tracing filter", self.log_level),
-            );
+        if let Err(msg) = check_log_level(&self.log_level) {
+            return bad("log_level", msg);
         }
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes", "must be at least 1024".into());
@@ -650,6 +745,41 @@ fn secret(value: &str, file: &str, key: &'static str) -> Result<Option<String>, 
         });
     }
     Ok(Some(t))
+}
+
+/// Levels `log_level` accepts, alone or after `target=`.
+pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A level, or a tracing filter whose every directive names a level (`cdr_exporter=debug,info`).
+/// tracing would read a lone `inf` as "everything from target inf" and log nothing else.
+fn check_log_level(s: &str) -> Result<(), String> {
+    let is_level = |l: &str| LOG_LEVELS.iter().any(|v| v.eq_ignore_ascii_case(l.trim()));
+    let valid = || {
+        format!(
+            "use one of {} or target=level directives",
+            LOG_LEVELS.join(", ")
+        )
+    };
+    if s.trim().is_empty() {
+        return Err(format!("empty; {}", valid()));
+    }
+    for d in s.split(',') {
+        let level = match d.rsplit_once('=') {
+            Some((_, l)) => l,
+            None => d,
+        };
+        if !is_level(level) {
+            let whole = if d == s {
+                String::new()
+            } else {
+                format!(" in {s:?}")
+            };
+            return Err(format!("{d:?}{whole} is not a level; {}", valid()));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| ())
+        .map_err(|e| format!("{s:?}: {e}; {}", valid()))
 }
 
 /// An address (`10.0.0.5`) or a network (`10.0.0.0/8`).

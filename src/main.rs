@@ -26,16 +26,16 @@ struct Cli {
 #[derive(Args, Debug, Default, Clone)]
 struct ExporterArgs {
     /// TOML configuration file (optional: built-in defaults apply without one).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "CDR_EXPORTER_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [config: listen, default 0.0.0.0:19477].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "CDR_EXPORTER_LISTEN")]
     listen: Option<String>,
     /// Directory for the exporter's state [config: data_dir, default ./data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "CDR_EXPORTER_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Log level or tracing filter [config: log_level, default info].
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", env = "CDR_EXPORTER_LOG_LEVEL")]
     log_level: Option<String>,
     /// Print the effective configuration as TOML (secrets masked) and exit.
     #[arg(long)]
@@ -185,7 +185,30 @@ fn rules(set: &[String], list: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cdr-exporter: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, each cause once (a cause whose text its parent
+/// already contains is not repeated).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out = format!("{out}: {c}");
+        }
+    }
+    out
+}
+
+fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => exporter(cli.exporter, false),
@@ -223,6 +246,10 @@ fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&cfg);
+    for var in cdr_exporter::config::unknown_env_vars() {
+        // Kubernetes injects CDR_EXPORTER_PORT and friends for a Service of that name.
+        tracing::warn!(variable = %var, "environment variable with the CDR_EXPORTER_ prefix is not a configuration key; ignored");
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen_addr())

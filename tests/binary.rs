@@ -65,6 +65,143 @@ fn binary_rejects_an_invalid_config_naming_the_key() {
     assert!(err.contains("max_age_seconds"), "{err}");
 }
 
+/// What the binary prints and returns when started with `args` and `env` (it is expected
+/// to exit at once).
+fn run_briefly(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(exe());
+    cmd.args(args).env_remove("RUST_BACKTRACE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
+}
+
+#[test]
+fn config_errors_are_one_line_naming_key_source_and_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("typo.toml");
+    std::fs::write(&f, "[tracking]\nmax_age_secnds = 3\n").unwrap();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+        (
+            vec!["--config", f.to_str().unwrap()],
+            vec![],
+            vec!["`tracking.max_age_secnds`", "typo.toml", "max_age_seconds"],
+        ),
+        (
+            vec!["--print-config"],
+            vec![("CDR_EXPORTER_LOG_FORMAT", "verbose")],
+            vec!["`log_format`", "CDR_EXPORTER_LOG_FORMAT", "text, json"],
+        ),
+        // tracing would read `inf` as a target name and log nothing at all.
+        (
+            vec!["--log-level", "inf", "--print-config"],
+            vec![],
+            vec!["`log_level`", "\"inf\"", "error, warn, info"],
+        ),
+        (
+            vec!["--print-config"],
+            vec![("CDR_EXPORTER_LOG_LEVEL", "verbose")],
+            vec!["`log_level`", "verbose"],
+        ),
+        (
+            vec![],
+            vec![("CDR_EXPORTER_CONFIG", "/nonexistent/x.toml")],
+            vec!["/nonexistent/x.toml"],
+        ),
+    ];
+    for (args, env, want) in cases {
+        let (ok, text) = run_briefly(&args, &env);
+        assert!(!ok, "{args:?} {env:?} must fail: {text}");
+        assert_eq!(text.trim().lines().count(), 1, "one line: {text}");
+        assert!(
+            !text.contains("Caused by") && !text.contains("default."),
+            "{text}"
+        );
+        for w in want {
+            assert!(text.contains(w), "{args:?} {env:?}: {w} missing in {text}");
+        }
+    }
+    // Valid filters still pass.
+    let (ok, text) = run_briefly(
+        &["--log-level", "cdr_exporter=debug,warn", "--print-config"],
+        &[],
+    );
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn the_config_file_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(&f, "cdr_path = \"/from-env-file\"\n").unwrap();
+    let (ok, text) = run_briefly(
+        &["--print-config"],
+        &[("CDR_EXPORTER_CONFIG", f.to_str().unwrap())],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("cdr_path = \"/from-env-file\""), "{text}");
+}
+
+/// Kubernetes sets CDR_EXPORTER_PORT=tcp://... for a Service named cdr-exporter.
+#[tokio::test]
+async fn unknown_prefixed_variables_warn_and_never_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Exporter::start(
+        &["--data-dir", dir.path().to_str().unwrap()],
+        &[
+            ("CDR_EXPORTER_PORT", "tcp://10.96.0.12:19477"),
+            ("CDR_EXPORTER_PORT_19477_TCP_ADDR", "10.96.0.12"),
+            ("CDR_EXPORTER_SERVICE_HOST", "10.96.0.12"),
+            // A real key still applies, a map entry too.
+            ("CDR_EXPORTER_CDR_PATH", "/k8s"),
+            ("CDR_EXPORTER_NAMES__TENANTS__T1", "acme"),
+        ],
+    );
+    for var in [
+        "CDR_EXPORTER_PORT",
+        "CDR_EXPORTER_PORT_19477_TCP_ADDR",
+        "CDR_EXPORTER_SERVICE_HOST",
+    ] {
+        child.wait_log(Duration::from_secs(10), |l| {
+            l.contains("not a configuration key") && l.contains(&format!("variable={var}"))
+        });
+    }
+    assert!(
+        !child
+            .lines()
+            .iter()
+            .any(|l| l.contains("CDR_EXPORTER_CDR_PATH") || l.contains("NAMES__TENANTS")),
+        "keys are not warned about"
+    );
+    let mut c = Conn::open(child.addr).await;
+    assert_eq!(
+        c.post("/k8s", fixture("clustered-batch.xml")).await.status,
+        200
+    );
+    drop(c);
+    assert_eq!(child.sigterm().code(), Some(0));
+}
+
+#[test]
+fn help_names_the_environment_variable_of_each_flag() {
+    let (ok, text) = run_briefly(&["--help"], &[]);
+    assert!(ok);
+    for v in [
+        "CDR_EXPORTER_CONFIG",
+        "CDR_EXPORTER_LISTEN",
+        "CDR_EXPORTER_DATA_DIR",
+        "CDR_EXPORTER_LOG_LEVEL",
+    ] {
+        assert!(
+            text.contains(&format!("[env: {v}")),
+            "{v} in --help:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn example_config_lists_every_key_with_its_default() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cdr-exporter.toml");
