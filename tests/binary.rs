@@ -84,7 +84,9 @@ fn config_errors_are_one_line_naming_key_source_and_choices() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("typo.toml");
     std::fs::write(&f, "[tracking]\nmax_age_secnds = 3\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    // (flags, environment, what the one line must name)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             vec!["--config", f.to_str().unwrap()],
             vec![],
