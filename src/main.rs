@@ -10,11 +10,21 @@ use cdr_exporter::config::{Config, LogFormat, Overrides};
 use cdr_exporter::sim::SimConfig;
 use clap::{Args, Parser, Subcommand};
 
+/// `--version`: the crate version, the git revision and the compiler it was built with.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("CDR_EXPORTER_REVISION"),
+    ", rustc ",
+    env!("CDR_EXPORTER_RUSTC"),
+    ")"
+);
+
 /// CDR receiver for Cisco Meeting Server and Prometheus exporter.
 ///
 /// Without a subcommand it runs the exporter.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
     exporter: ExporterArgs,

@@ -24,6 +24,27 @@ async fn binary_runs_without_config_and_exits_zero_on_sigterm() {
     );
     let s = c.scrape().await;
     assert_eq!(s.sum("cdr_exporter_records_total", &[]), 4.0);
+    // build_info and --version say the same version, revision and compiler.
+    let info = s.samples("cdr_exporter_build_info");
+    assert_eq!(info.len(), 1, "{info:?}");
+    let label = |k: &str| info[0].0.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let (ok, version) = run_briefly(&["--version"], &[]);
+    assert!(ok);
+    assert_eq!(
+        version.trim(),
+        format!(
+            "cdr-exporter {} (revision {}, rustc {})",
+            label("version"),
+            label("revision"),
+            label("rustc")
+        )
+    );
+    let rev = label("revision");
+    assert!(
+        rev == "unknown" || (rev.len() == 12 && rev.chars().all(|c| c.is_ascii_hexdigit())),
+        "{rev}"
+    );
+    assert!(label("rustc").starts_with("1."), "{info:?}");
     drop(c);
     let st = child.sigterm();
     assert_eq!(st.code(), Some(0), "{st:?}");

@@ -314,7 +314,7 @@ macro_rules! scraped {
 }
 
 scraped! {
-    BUILD_INFO: Info ["version"] = "cdr_exporter_build_info", "Build information of cdr-exporter";
+    BUILD_INFO: Info ["version", "revision", "rustc"] = "cdr_exporter_build_info", "Build information of cdr-exporter: version, git revision, compiler version";
     DEDUPE_ENTRIES: Gauge ["source"] = "cdr_exporter_dedupe_entries", "FreeSWITCH legs and rtpengine calls remembered to recognise retries (dedupe.max_entries each)";
     TRACKED_OBJECTS: Gauge ["kind"] = "cdr_exporter_tracked_objects", "Objects held in correlation state (placeholder calls included), and sessions";
     LABEL_OVERFLOW: Counter ["label", "cause"] = "cdr_exporter_label_overflow_total", "Label values replaced by other: beyond the label's cap on distinct values (cause max_values) or longer than labels.max_value_bytes (cause too_long)";
@@ -349,7 +349,15 @@ scraped! {
 impl Metrics {
     /// The scrape-time families that come from the metrics themselves.
     pub fn collect(&self, out: &mut Scraped) {
-        out.add(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], Value::U64(1));
+        out.add(
+            &BUILD_INFO,
+            &[
+                env!("CARGO_PKG_VERSION"),
+                env!("CDR_EXPORTER_REVISION"),
+                env!("CDR_EXPORTER_RUSTC"),
+            ],
+            Value::U64(1),
+        );
         // Several label types share the name `reason`: sum them into one series per cause.
         let domains = self.vocab.all();
         let mut seen: Vec<&str> = Vec::new();
