@@ -391,6 +391,16 @@ async fn metrics_on_a_separate_listener() {
         404,
         "no receiver on the metrics listener"
     );
+    // The configuration is shown with the metrics, not on the public receiver port.
+    let public = c.get("/").await;
+    assert_eq!(public.status, 200);
+    assert!(
+        !public.body.contains("Configuration") && !public.body.contains("data_dir"),
+        "{}",
+        public.body
+    );
+    let private = mc.get("/").await;
+    assert!(private.body.contains("Configuration in force") && private.body.contains("data_dir"));
     server.stop().await.unwrap();
 }
 

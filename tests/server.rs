@@ -428,3 +428,61 @@ async fn receiver_uri_variants_are_accepted() {
         .contains("\ncdr_exporter_mos_assumed_delay_seconds 0.0\n"));
     server.stop().await.unwrap();
 }
+
+/// `cdr_exporter_http_requests_total{path,code}` and the duration histogram: every route,
+/// every answer, and any number of unknown paths in one `other` series.
+#[tokio::test]
+async fn requests_are_counted_by_route_and_status_and_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(dir.path())).await;
+    let mut c = Conn::open(server.addr).await;
+    assert_eq!(c.post("/cdr", fixture("ch6-post1.xml")).await.status, 200);
+    assert_eq!(c.post("/cdr/", fixture("ch6-post2.xml")).await.status, 200);
+    assert_eq!(c.post("/cdr", b"<garbage".to_vec()).await.status, 400);
+    assert_eq!(c.post("/freeswitch/cdr", b"".to_vec()).await.status, 400);
+    assert_eq!(c.get("/-/healthy").await.status, 200);
+    for i in 0..50 {
+        assert_eq!(c.get(&format!("/scan/{i}")).await.status, 404);
+    }
+    let _ = c.scrape().await;
+    let s = c.scrape().await;
+    let req = |p: &str, code: &str| {
+        s.get(
+            "cdr_exporter_http_requests_total",
+            &[("path", p), ("code", code)],
+        )
+    };
+    assert_eq!(
+        req("/cdr", "200"),
+        Some(2.0),
+        "trailing slash is the same route"
+    );
+    assert_eq!(req("/cdr", "400"), Some(1.0));
+    assert_eq!(req("/freeswitch/cdr", "400"), Some(1.0));
+    assert_eq!(req("/-/healthy", "200"), Some(1.0));
+    assert_eq!(req("other", "404"), Some(50.0));
+    assert_eq!(
+        req("/metrics", "200"),
+        Some(1.0),
+        "the scrape before this one"
+    );
+    assert_eq!(
+        s.samples("cdr_exporter_http_requests_total").len(),
+        6,
+        "no series per unknown path"
+    );
+    assert_eq!(
+        s.get(
+            "cdr_exporter_http_request_duration_seconds_count",
+            &[("path", "/cdr")]
+        ),
+        Some(3.0)
+    );
+    let sum = s
+        .get(
+            "cdr_exporter_http_request_duration_seconds_sum",
+            &[("path", "/cdr")],
+        )
+        .unwrap();
+    assert!(sum > 0.0 && sum < 30.0, "{sum}");
+}

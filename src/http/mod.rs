@@ -85,15 +85,63 @@ impl AppState {
 
 /// Everything on one listener.
 pub fn router(state: Arc<AppState>) -> Router {
-    base(&state)
+    base(true)
         .merge(cdr_routes(&state))
         .route(&state.config.metrics_path, get(get_metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// The receiver alone (when /metrics has its own listener).
+/// The receiver alone (when /metrics has its own listener): no configuration on its `/`.
 pub fn cdr_router(state: Arc<AppState>) -> Router {
-    base(&state).merge(cdr_routes(&state)).with_state(state)
+    base(false)
+        .merge(cdr_routes(&state))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The `path` label of a request: one of the routes, or `other` (bounded whatever is asked).
+fn path_label<'a>(cfg: &'a HttpConfig, path: &str) -> &'a str {
+    let norm = |p: &str| {
+        let t = p.trim_end_matches('/');
+        if t.is_empty() {
+            "/".to_owned()
+        } else {
+            t.to_owned()
+        }
+    };
+    let p = norm(path);
+    [
+        cfg.cdr_path.as_str(),
+        cfg.freeswitch_path.as_str(),
+        cfg.kamailio_path.as_str(),
+        cfg.metrics_path.as_str(),
+        "/",
+        "/-/healthy",
+        "/-/ready",
+    ]
+    .into_iter()
+    .find(|r| norm(r) == p)
+    .unwrap_or("other")
+}
+
+/// Counts every request by path and status and times it (body read, journal and apply
+/// included: what a sender waits for).
+async fn observe(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let path = path_label(&st.config, req.uri().path()).to_owned();
+    let resp = next.run(req).await;
+    let m = &st.metrics;
+    let p: m::vocab::HttpPath = m.vocab.get(&path);
+    m.http_requests
+        .inc((p, m.vocab.get(resp.status().as_str())));
+    m.http_duration
+        .observe((p,), started.elapsed().as_secs_f64());
+    resp
 }
 
 /// The receiver paths, with and without a trailing slash, and `POST /` (CMS) for receiver
@@ -117,14 +165,21 @@ fn cdr_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
 }
 /// /metrics alone, for `server.metrics_listen`.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
-    base(&state)
+    base(true)
         .route(&state.config.metrics_path, get(get_metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-fn base(_: &Arc<AppState>) -> Router<Arc<AppState>> {
+/// `/` and the probes; `/` shows the configuration only where `/metrics` is served.
+fn base(with_config: bool) -> Router<Arc<AppState>> {
+    let root = if with_config {
+        get(landing)
+    } else {
+        get(|| async { "cdr-exporter receiver\n" })
+    };
     Router::new()
-        .route("/", get(landing))
+        .route("/", root)
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
 }

@@ -33,6 +33,10 @@ pub const LOSS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05,
 pub const JITTER_BUCKETS: &[f64] = &[0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
 /// Round-trip buckets: 20 ms to 2 s (G.114's 150 ms one way is 0.3 s round trip).
 pub const ROUNDTRIP_BUCKETS: &[f64] = &[0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+/// HTTP answer times: 0.5 ms to 10 s.
+pub const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// Video heights: 144p to 4K.
 pub const HEIGHT_BUCKETS: &[f64] = &[
     144.0, 240.0, 360.0, 480.0, 576.0, 720.0, 1080.0, 1440.0, 2160.0,
@@ -117,8 +121,8 @@ macro_rules! flag {
 
 /// The stored families: `field: Cell<(Labels, ...)> = "name", "help" [, unit "u"]
 /// [, buckets B] [, full] [, compact_drops [..]] [, derived];`. `full`: only with
-/// `labels.tenant_detail = "full"`; `derived`: rebuilt from the configuration at start, not
-/// snapshotted.
+/// `labels.tenant_detail = "full"`; `derived`: not history, so not snapshotted (rebuilt from
+/// the configuration, or about this process only: connections, HTTP requests).
 macro_rules! stored {
     ($(
         $(#[doc = $doc:literal])*
@@ -287,6 +291,8 @@ stored! {
     last_batch_timestamp: FloatGauge<(CallBridge,)> = "cdr_exporter_last_batch_timestamp_seconds", "When the exporter last accepted a batch from the Call Bridge (exporter clock)", unit "seconds";
     sessions: Counter<(CallBridge,)> = "cdr_exporter_sessions_total", "CDR sessions seen per Call Bridge; each new one after the first is a Call Bridge restart";
     evicted_objects: Counter<(ObjectKind, EvictReason)> = "cdr_exporter_evicted_objects_total", "Objects dropped from correlation state without an end record, by reason";
+    http_requests: Counter<(HttpPath, HttpCode)> = "cdr_exporter_http_requests_total", "HTTP requests answered, by route (other: no route) and status code", derived true;
+    http_duration: Histogram<(HttpPath,)> = "cdr_exporter_http_request_duration_seconds", "Time from request to answer (for POSTs: body read, journal and apply), by route", unit "seconds", buckets HTTP_BUCKETS, derived true;
     connections_active: Gauge<()> = "cdr_exporter_connections_active", "HTTP connections open", derived true;
     connections_rejected: Counter<(ConnectionReject,)> = "cdr_exporter_connections_rejected_total", "Connections closed at once: over server.max_connections, or a failed TLS handshake";
 }

@@ -571,6 +571,10 @@ vocabulary! {
     RtpEvent: "event", enumerated, or_unknown(known::RTPENGINE_EVENTS);
     RtpMosUnavailable: "reason", enumerated, known::RTPENGINE_MOS_UNAVAILABLE;
     RtpInvalidReason: "reason", enumerated, known::RTPENGINE_INVALID;
+    /// A route (`/cdr`, `/metrics`, ...) or `other`.
+    HttpPath: "path", enumerated, [];
+    /// An HTTP status code.
+    HttpCode: "code", enumerated, [];
 }
 
 /// The distinct Q.850 codes of [`known::HANGUP_CAUSES`] as label values.
