@@ -101,13 +101,26 @@ impl App {
             max_body_bytes: cfg.max_body_bytes,
             max_inflight_bytes: cfg.server.max_inflight_bytes,
             summary: summary(cfg),
-            token: cfg.token()?,
-            basic: cfg.basic_credentials()?,
-            allow: cfg.allowed_networks(),
+            access: access_for(cfg)?,
             body_timeout: Duration::from_secs(cfg.server.body_timeout_seconds),
         };
         let state = http::AppState::new(pipeline.clone(), exposition, http_cfg);
         Ok(App { pipeline, state })
+    }
+}
+
+fn access_for(cfg: &Config) -> Result<http::Access, config::ConfigError> {
+    Ok(http::Access {
+        token: cfg.token()?,
+        basic: cfg.basic_credentials()?,
+        allow: cfg.allowed_networks(),
+    })
+}
+
+fn names_for(cfg: &Config) -> Names {
+    Names {
+        call_bridges: cfg.names.call_bridges.clone().into_iter().collect(),
+        tenants: cfg.names.tenants.clone().into_iter().collect(),
     }
 }
 
@@ -149,10 +162,7 @@ fn ingest_for(cfg: &Config) -> Result<Arc<Ingest>, config::ConfigError> {
         max_call_bridges: cfg.tracking.max_call_bridges,
         sessions_per_call_bridge: cfg.tracking.sessions_per_call_bridge,
     };
-    let names = Names {
-        call_bridges: cfg.names.call_bridges.clone().into_iter().collect(),
-        tenants: cfg.names.tenants.clone().into_iter().collect(),
-    };
+    let names = names_for(cfg);
     let codecs = quality::CodecTable::with_overrides(cfg.mos.codecs.iter().map(|(k, v)| {
         (
             k.clone(),
@@ -219,10 +229,30 @@ fn summary(cfg: &Config) -> Vec<(String, String)> {
     out
 }
 
+/// Where the configuration came from, so that SIGHUP can read it again.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    pub file: Option<std::path::PathBuf>,
+    pub overrides: config::Overrides,
+}
+
 /// Serves the exporter on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish. Tests bind port 0 and pass their own shutdown future.
+/// requests finish. Tests bind port 0 and pass their own shutdown future. SIGHUP reloads
+/// the TLS files only (see [`run_with`]).
 pub async fn run(
     cfg: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    run_with(cfg, None, listener, shutdown).await
+}
+
+/// [`run`], and on SIGHUP the configuration is read again from `source`: name maps, token,
+/// basic credentials and allowlist take effect at once, TLS files are reloaded, and other
+/// changed keys are named in a warning (they need a restart).
+pub async fn run_with(
+    cfg: Config,
+    source: Option<ConfigSource>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
@@ -251,11 +281,15 @@ pub async fn run(
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     #[cfg(not(unix))]
     let hup = ();
-    let _reloader = AbortOnDrop(tokio::spawn(reload_tls(
-        tls.clone(),
-        cfg.tls.reload_interval_seconds,
-        hup,
-    )));
+    let reload = Reload {
+        tls: tls.clone(),
+        every_seconds: cfg.tls.reload_interval_seconds,
+        source,
+        in_force: cfg.clone(),
+        pipeline: app.pipeline.clone(),
+        state: app.state.clone(),
+    };
+    let _reloader = AbortOnDrop(tokio::spawn(reload.run(hup)));
     let opts = http::serve::ServeOptions {
         max_connections: cfg.server.max_connections,
         header_timeout: Duration::from_secs(cfg.server.header_timeout_seconds),
@@ -336,30 +370,53 @@ type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
 type Hangup = ();
 
-/// Reloads the TLS files on SIGHUP and when they change; without TLS, SIGHUP is only logged.
-#[cfg_attr(not(unix), allow(unused_mut, unused_variables))]
-async fn reload_tls(tls: Option<Arc<http::tls::TlsReloader>>, every_seconds: u64, mut hup: Hangup) {
-    let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.max(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        #[cfg(unix)]
-        let hup_fut = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
+/// What SIGHUP (and the TLS file watch) reload.
+struct Reload {
+    tls: Option<Arc<http::tls::TlsReloader>>,
+    every_seconds: u64,
+    source: Option<ConfigSource>,
+    /// The configuration in force, to tell what changed.
+    in_force: Config,
+    pipeline: Arc<Pipeline>,
+    state: Arc<http::AppState>,
+}
+
+impl Reload {
+    /// Reloads the TLS files on SIGHUP and when they change, and the configuration on SIGHUP.
+    #[cfg_attr(not(unix), allow(unused_mut, unused_variables))]
+    async fn run(mut self, mut hup: Hangup) {
+        let every = self.every_seconds;
+        let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            let hup_fut = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-                None => std::future::pending().await,
+            };
+            #[cfg(not(unix))]
+            let hup_fut = std::future::pending::<()>();
+            let forced = tokio::select! {
+                _ = hup_fut => true,
+                _ = tick.tick(), if every > 0 && self.tls.is_some() => false,
+            };
+            if forced {
+                tracing::info!("SIGHUP received");
             }
-        };
-        #[cfg(not(unix))]
-        let hup_fut = std::future::pending::<()>();
-        let forced = tokio::select! {
-            _ = hup_fut => true,
-            _ = tick.tick(), if every_seconds > 0 && tls.is_some() => false,
-        };
-        let Some(tls) = tls.as_ref() else {
-            tracing::info!("SIGHUP received; no TLS configured, nothing to reload");
-            continue;
+            self.tls(forced);
+            if forced {
+                self.config().await;
+            }
+        }
+    }
+
+    fn tls(&self, forced: bool) {
+        let Some(tls) = self.tls.as_ref() else {
+            return;
         };
         let r = if forced {
             tls.reload().map(|_| true)
@@ -373,6 +430,56 @@ async fn reload_tls(tls: Option<Arc<http::tls::TlsReloader>>, every_seconds: u64
                 tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use")
             }
         }
+    }
+
+    async fn config(&mut self) {
+        let Some(src) = &self.source else {
+            tracing::info!(
+                "configuration not reloaded: it was not read from a file or the environment"
+            );
+            return;
+        };
+        let new = match Config::load(src.file.as_deref(), &src.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded; the one in force stays");
+                return;
+            }
+        };
+        let access = match access_for(&new) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded; the one in force stays");
+                return;
+            }
+        };
+        let mut reloaded = Vec::new();
+        let mut relabelled = 0;
+        let names = names_for(&new);
+        if names != names_for(&self.in_force) {
+            relabelled = self.pipeline.set_names(names).await;
+            self.in_force.names = new.names.clone();
+            reloaded.push("names");
+        }
+        if access != *self.state.access() {
+            self.state.set_access(access);
+            self.in_force.auth = new.auth.clone();
+            reloaded.push("auth");
+        }
+        // Compared after the reloadable parts are taken over: what is left needs a restart.
+        let before: std::collections::BTreeMap<_, _> =
+            summary(&self.in_force).into_iter().collect();
+        let after: std::collections::BTreeMap<_, _> = summary(&new).into_iter().collect();
+        let restart: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .chain(before.keys().filter(|k| !after.contains_key(*k)))
+            .collect();
+        if !restart.is_empty() {
+            tracing::warn!(keys = ?restart, "changed in the configuration, applied only at the next start");
+        }
+        tracing::info!(reloaded = ?reloaded, relabelled_sessions = relabelled, "configuration reloaded");
     }
 }
 

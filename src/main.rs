@@ -251,6 +251,10 @@ fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
         log_level: args.log_level,
     };
     let cfg = Config::load(args.config.as_deref(), &overrides)?;
+    let source = cdr_exporter::ConfigSource {
+        file: args.config.clone(),
+        overrides: overrides.clone(),
+    };
     if args.print_config {
         print!("{}", cfg.to_masked_toml());
         return Ok(());
@@ -268,7 +272,7 @@ fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
         if demo {
             cdr_exporter::demo(cfg, listener, shutdown_signal()).await?;
         } else {
-            cdr_exporter::run(cfg, listener, shutdown_signal()).await?;
+            cdr_exporter::run_with(cfg, Some(source), listener, shutdown_signal()).await?;
         }
         Ok(())
     })

@@ -321,3 +321,121 @@ async fn promtool_check_metrics_passes_on_text_exposition() {
     assert!(report.trim().is_empty(), "promtool warnings:\n{report}");
     server.stop().await.unwrap();
 }
+
+/// SIGHUP reads the configuration again: a renamed Call Bridge's live calls and legs move
+/// to its new label (gauges never split or go negative), a new token applies at once, a
+/// key that needs a restart is named, and a broken file keeps what is in force.
+#[tokio::test]
+async fn sighup_reloads_names_and_token_and_says_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let write = |names: &str, token: &str, extra: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "{extra}\n[auth]\ntoken = \"{token}\"\n[names.call_bridges]\n\"158ba4f7-70eb-4a35-982c-71d4f1674277\" = \"{names}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("london", "one", "");
+    let data = dir.path().join("data");
+    let mut child = Exporter::start(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let hup = |child: &Exporter| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &child.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let mut c = Conn::open(child.addr).await;
+    let post = |i: u32, token: &str| {
+        (
+            format!("/cdr?token={token}"),
+            fixture(&format!("ch6-post{i}.xml")),
+        )
+    };
+    for i in 1..=3 {
+        let (p, b) = post(i, "one");
+        assert_eq!(c.post(&p, b).await.status, 200);
+    }
+    let s = c.scrape().await;
+    let active = |s: &Scrape, cb: &str| {
+        s.sum("cms_calls_active", &[("call_bridge", cb)])
+            + s.sum("cms_call_legs_active", &[("call_bridge", cb)])
+    };
+    let live = active(&s, "london");
+    assert!(live > 0.0, "the call is in progress");
+
+    write("paris", "two", "cdr_path = \"/elsewhere\"");
+    hup(&child);
+    let line = child.wait_log(Duration::from_secs(20), |l| {
+        l.contains("configuration reloaded")
+    });
+    assert!(
+        line.contains("names") && line.contains("auth") && line.contains("relabelled_sessions=1"),
+        "{line}"
+    );
+    let warn = child.wait_log(Duration::from_secs(5), |l| {
+        l.contains("applied only at the next start")
+    });
+    assert!(
+        warn.contains("cdr_path") && !warn.contains("names.") && !warn.contains("auth."),
+        "{warn}"
+    );
+
+    let s = c.scrape().await;
+    assert_eq!(active(&s, "london"), 0.0, "nothing left under the old name");
+    assert_eq!(
+        active(&s, "paris"),
+        live,
+        "the live call moved with its Call Bridge"
+    );
+    let (p, b) = post(4, "one");
+    assert_eq!(
+        c.post(&p, b).await.status,
+        401,
+        "the old token no longer works"
+    );
+    for i in 4..=6 {
+        let (p, b) = post(i, "two");
+        assert_eq!(c.post(&p, b).await.status, 200);
+    }
+    let s = c.scrape().await;
+    assert_eq!(
+        active(&s, "paris"),
+        0.0,
+        "the call ended under its new name"
+    );
+    assert_eq!(
+        active(&s, "london"),
+        0.0,
+        "and never went negative under the old one"
+    );
+    for (l, v) in s
+        .samples("cms_call_legs_active")
+        .into_iter()
+        .chain(s.samples("cms_calls_active"))
+    {
+        assert!(v >= 0.0, "{l:?} = {v}");
+    }
+
+    // A broken file: an error, and the token in force still works.
+    std::fs::write(&file, "[auth\ntoken = ").unwrap();
+    hup(&child);
+    child.wait_log(Duration::from_secs(20), |l| {
+        l.contains("configuration not reloaded")
+    });
+    let (p, b) = post(1, "two");
+    assert_eq!(c.post(&p, b).await.status, 200);
+    drop(c);
+    assert_eq!(child.sigterm().code(), Some(0));
+}

@@ -34,14 +34,21 @@ pub struct HttpConfig {
     pub max_inflight_bytes: u64,
     /// Shown on the landing page.
     pub summary: Vec<(String, String)>,
-    /// Shared secret for the receiver paths (`?token=` or `Authorization: Bearer`).
-    pub token: Option<String>,
-    /// HTTP basic user and password for the receiver paths; with a token, either suffices.
-    pub basic: Option<(String, String)>,
-    /// Networks allowed to POST records; empty allows all.
-    pub allow: Vec<ipnet::IpNet>,
+    /// Who may POST (replaced on SIGHUP).
+    pub access: Access,
     /// Time a client has to send a body.
     pub body_timeout: Duration,
+}
+
+/// Who may POST to the receiver paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Shared secret (`?token=` or `Authorization: Bearer`).
+    pub token: Option<String>,
+    /// HTTP basic user and password; with a token, either suffices.
+    pub basic: Option<(String, String)>,
+    /// Networks allowed; empty allows all.
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 pub struct AppState {
@@ -49,6 +56,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub exposition: Exposition,
     pub config: HttpConfig,
+    access: parking_lot::RwLock<Arc<Access>>,
     /// Bytes of request bodies held right now (see `max_inflight_bytes`).
     inflight: Arc<AtomicU64>,
 }
@@ -77,9 +85,20 @@ impl AppState {
             pipeline,
             metrics,
             exposition,
+            access: parking_lot::RwLock::new(Arc::new(config.access.clone())),
             config,
             inflight: Arc::default(),
         })
+    }
+
+    /// Replaces the token, basic credentials and allowlist (SIGHUP); requests already
+    /// past the check finish.
+    pub fn set_access(&self, access: Access) {
+        *self.access.write() = Arc::new(access);
+    }
+
+    pub fn access(&self) -> Arc<Access> {
+        self.access.read().clone()
     }
 }
 
@@ -285,7 +304,7 @@ impl IntoResponse for HttpError {
 
 /// Checks the allowlist and the token before anything of the body is read.
 fn authorize(
-    cfg: &HttpConfig,
+    cfg: &Access,
     peer: SocketAddr,
     q: &HashMap<String, String>,
     headers: &HeaderMap,
@@ -470,7 +489,7 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    authorize(&st.config, peer, q, headers)?;
+    authorize(&st.access(), peer, q, headers)?;
     let (body, _inflight) = read_body(st, headers, body).await?;
     let sender_param = match format {
         Format::Cms => q.get("call_bridge").or_else(|| q.get("system_id")),

@@ -22,7 +22,7 @@ use crate::tracker::{
 use crate::warn_limited;
 
 /// Configured GUID/id → readable name maps for the `call_bridge` and `tenant` labels.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Names {
     pub call_bridges: HashMap<String, String>,
     pub tenants: HashMap<String, String>,
@@ -196,7 +196,8 @@ pub struct Ingest {
     fs_seen: Dedupe,
     /// rtpengine calls (node, Call-ID, tags, labels) already applied.
     rtp_seen: Dedupe,
-    names: Names,
+    /// Replaced on SIGHUP; a batch reads it once.
+    names: parking_lot::RwLock<Arc<Names>>,
     mos: MosSettings,
     fixed: Fixed,
 }
@@ -267,7 +268,7 @@ impl Ingest {
             fs_seen: Dedupe::new(dedupe),
             rtp_seen: Dedupe::new(dedupe),
             metrics,
-            names,
+            names: parking_lot::RwLock::new(Arc::new(names)),
             mos,
             fixed,
         }
@@ -324,6 +325,45 @@ impl Ingest {
         }
     }
 
+    /// Replaces the name maps (SIGHUP). Tenant names apply to records from now on (calls
+    /// in progress keep the tenant they are counted under until they end); a renamed Call
+    /// Bridge's sessions take the new label at once, and what they hold on the active
+    /// gauges moves with them. Returns how many sessions were relabelled. Batches must not
+    /// be applied meanwhile (the pipeline holds the snapshot gate).
+    pub fn set_names(&self, names: Names) -> usize {
+        let m = &*self.metrics;
+        let label = |key: &str| -> v::CallBridge {
+            m.vocab.get(
+                names
+                    .call_bridges
+                    .get(key)
+                    .map(String::as_str)
+                    .unwrap_or(key),
+            )
+        };
+        let moved = self.tracker.relabel(label);
+        for r in &moved {
+            for ct in &r.calls {
+                m.calls_active.add((r.old, *ct), -1);
+                m.calls_active.add((r.new, *ct), 1);
+            }
+            for (lt, d) in &r.legs {
+                m.legs_active.add((r.old, *lt, *d), -1);
+                m.legs_active.add((r.new, *lt, *d), 1);
+            }
+            for (media, n) in [Media::Recording, Media::Streaming]
+                .into_iter()
+                .zip(r.media)
+            {
+                let f = self.media_families(media).active;
+                f.add((r.old,), -(n as i64));
+                f.add((r.new,), n as i64);
+            }
+        }
+        *self.names.write() = Arc::new(names);
+        moved.len()
+    }
+
     fn label_value(&self, l: impl Label) -> Arc<str> {
         self.metrics.vocab.table.resolve(l.id())
     }
@@ -332,9 +372,9 @@ impl Ingest {
     pub fn apply(&self, batch: &Batch<'_>, src: &Origin<'_>, now: f64) -> Outcome {
         let m = &*self.metrics;
         let key = Self::bridge_key(batch, src);
+        let names = self.names.read().clone();
         let label = || {
-            let name = self
-                .names
+            let name = names
                 .call_bridges
                 .get(key.as_ref())
                 .map(String::as_str)
@@ -532,7 +572,8 @@ impl Ingest {
         match tenant {
             None => self.fixed.tenant_none,
             Some(t) => {
-                let name = self.names.tenants.get(t).map(String::as_str).unwrap_or(t);
+                let names = self.names.read();
+                let name = names.tenants.get(t).map(String::as_str).unwrap_or(t);
                 self.metrics.vocab.get(name)
             }
         }

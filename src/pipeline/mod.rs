@@ -379,6 +379,12 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// New name maps (SIGHUP), applied between batches; returns the sessions relabelled.
+    pub async fn set_names(&self, names: crate::ingest::Names) -> usize {
+        let _gate = self.gate.write().await;
+        self.ingest.set_names(names)
+    }
+
     /// The max-age sweep; like a batch, it must not run while a snapshot copies the state.
     pub async fn sweep(&self, now: f64) -> u64 {
         let _gate = self.gate.read().await;

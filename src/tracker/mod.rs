@@ -748,6 +748,18 @@ pub struct Tracker<T: Labels> {
     counts: Arc<Counts>,
 }
 
+/// A session whose Call Bridge label changed (a name map reloaded), with what it holds on
+/// the active gauges: the caller moves those from the old label to the new one.
+pub struct Relabelled<T: Labels> {
+    pub old: T::CallBridge,
+    pub new: T::CallBridge,
+    /// Call types of its calls on the gauges (placeholders are not).
+    pub calls: Vec<T::CallType>,
+    pub legs: Vec<(T::LegType, T::Direction)>,
+    /// Recordings and streamings (by [`Media`] index).
+    pub media: [usize; 2],
+}
+
 /// `key`, shortened if needed: a long identity keeps a readable prefix and a hash.
 pub fn bound_key(key: &str) -> std::borrow::Cow<'_, str> {
     if key.len() <= MAX_KEY_BYTES {
@@ -774,6 +786,37 @@ impl<T: Labels> Tracker<T> {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Gives every session the label `label(identity)`; returns those that changed. Batches
+    /// must not be applied meanwhile (the caller holds the snapshot gate).
+    pub fn relabel(&self, label: impl Fn(&str) -> T::CallBridge) -> Vec<Relabelled<T>> {
+        let mut out = Vec::new();
+        for entry in self.sessions.iter() {
+            let mut st = entry.value().lock();
+            let new = label(&st.bridge_key);
+            if new == st.call_bridge {
+                continue;
+            }
+            out.push(Relabelled {
+                old: st.call_bridge,
+                new,
+                calls: st
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| !c.placeholder)
+                    .map(|(_, c)| c.call_type)
+                    .collect(),
+                legs: st
+                    .legs
+                    .iter()
+                    .map(|(_, l)| (l.leg_type, l.direction))
+                    .collect(),
+                media: [st.media[0].len(), st.media[1].len()],
+            });
+            st.call_bridge = new;
+        }
+        out
     }
 
     /// Objects held, per kind (sessions included).
