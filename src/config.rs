@@ -93,6 +93,9 @@ pub struct SnapshotCfg {
 pub struct Server {
     /// A separate address for /metrics (and the probes); empty serves it on `listen`.
     pub metrics_listen: String,
+    /// Prometheus exporter-toolkit web config file (TLS, basic auth users, headers) for the
+    /// metrics listener (flag `--web.config.file`); needs `metrics_listen`.
+    pub web_config_file: String,
     /// Connections beyond this are closed at once.
     pub max_connections: usize,
     /// Time a client has to send a request's headers (also bounds idle keep-alive).
@@ -306,6 +309,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             metrics_listen: String::new(),
+            web_config_file: String::new(),
             max_connections: 1024,
             header_timeout_seconds: 30,
             body_timeout_seconds: 60,
@@ -353,6 +357,14 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// `--web.config.file`: becomes `server.web_config_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerOverrides>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServerOverrides {
+    pub web_config_file: String,
 }
 
 /// Why the configuration cannot be used; `Display` is one line naming the key and where it
@@ -528,6 +540,12 @@ impl Config {
         }
         if self.tracking.sweep_interval_seconds == 0 {
             return bad("tracking.sweep_interval_seconds", "must be positive".into());
+        }
+        if !self.server.web_config_file.is_empty() && self.server.metrics_listen.is_empty() {
+            return bad(
+                "server.web_config_file",
+                "applies to the metrics listener: set server.metrics_listen too (the receiver's TLS is tls.cert_file / tls.key_file)".into(),
+            );
         }
         if !self.server.metrics_listen.is_empty() {
             if let Err(e) = self.server.metrics_listen.parse::<SocketAddr>() {

@@ -46,6 +46,8 @@ pub enum RunError {
     Open(#[from] pipeline::OpenError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("server.web_config_file: {0}")]
+    WebConfig(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -271,7 +273,7 @@ pub async fn run_with(
     let tls = match (cfg.tls.cert_file.as_str(), cfg.tls.key_file.as_str()) {
         ("", _) | (_, "") => None,
         (cert, key) => Some(Arc::new(
-            http::tls::TlsReloader::load(cert.into(), key.into())
+            http::tls::TlsReloader::load(http::tls::TlsSettings::files(cert.into(), key.into()))
                 .map_err(|e| RunError::Tls(e.to_string()))?,
         )),
     };
@@ -281,7 +283,28 @@ pub async fn run_with(
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     #[cfg(not(unix))]
     let hup = ();
+    let web = match cfg.server.web_config_file.as_str() {
+        "" => None,
+        path => {
+            let path = std::path::PathBuf::from(path);
+            let wc = http::web_config::WebConfig::load(&path)
+                .map_err(|e| RunError::WebConfig(e.to_string()))?;
+            let tls = match wc.tls.clone() {
+                Some(s) => Some(Arc::new(
+                    http::tls::TlsReloader::load(s)
+                        .map_err(|e| RunError::WebConfig(e.to_string()))?,
+                )),
+                None => None,
+            };
+            Some(WebSetup {
+                path,
+                guard: http::web_config::Guard::new(wc),
+                tls,
+            })
+        }
+    };
     let reload = Reload {
+        web: web.clone(),
         tls: tls.clone(),
         every_seconds: cfg.tls.reload_interval_seconds,
         source,
@@ -322,15 +345,17 @@ pub async fn run_with(
             .map_err(io("binding server.metrics_listen"))?;
         let maddr = ml.local_addr().map_err(io("metrics listener"))?;
         tracing::info!(%addr, scheme, cdr_path = %cfg.cdr_path, "cdr-exporter listening");
-        tracing::info!(addr = %maddr, metrics_path = %cfg.metrics_path, "metrics listening");
-        // /metrics stays plain HTTP on its own (usually internal) address.
+        let mscheme = if mopts_has_tls(&web) { "https" } else { "http" };
+        let basic_auth = web.as_ref().is_some_and(|w| w.guard.has_users());
+        tracing::info!(addr = %maddr, scheme = mscheme, basic_auth, metrics_path = %cfg.metrics_path, "metrics listening");
+        // /metrics is plain HTTP on its own address unless the web config file adds TLS.
         let mopts = http::serve::ServeOptions {
-            tls: None,
+            tls: web.as_ref().and_then(|w| w.tls.clone()),
             ..opts.clone()
         };
         let m = http::serve::serve(
             ml,
-            http::metrics_router(app.state.clone()),
+            http::metrics_router(app.state.clone(), web.as_ref().map(|w| w.guard.clone())),
             mopts,
             metrics.clone(),
             stop_rx.clone(),
@@ -370,8 +395,21 @@ type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
 type Hangup = ();
 
+/// The metrics listener's web config file, loaded.
+#[derive(Clone)]
+struct WebSetup {
+    path: std::path::PathBuf,
+    guard: Arc<http::web_config::Guard>,
+    tls: Option<Arc<http::tls::TlsReloader>>,
+}
+
+fn mopts_has_tls(web: &Option<WebSetup>) -> bool {
+    web.as_ref().is_some_and(|w| w.tls.is_some())
+}
+
 /// What SIGHUP (and the TLS file watch) reload.
 struct Reload {
+    web: Option<WebSetup>,
     tls: Option<Arc<http::tls::TlsReloader>>,
     every_seconds: u64,
     source: Option<ConfigSource>,
@@ -402,34 +440,63 @@ impl Reload {
             let hup_fut = std::future::pending::<()>();
             let forced = tokio::select! {
                 _ = hup_fut => true,
-                _ = tick.tick(), if every > 0 && self.tls.is_some() => false,
+                _ = tick.tick(), if every > 0 && (self.tls.is_some() || mopts_has_tls(&self.web)) => false,
             };
             if forced {
                 tracing::info!("SIGHUP received");
             }
             self.tls(forced);
             if forced {
+                self.web_config();
                 self.config().await;
             }
         }
     }
 
     fn tls(&self, forced: bool) {
-        let Some(tls) = self.tls.as_ref() else {
-            return;
-        };
-        let r = if forced {
-            tls.reload().map(|_| true)
-        } else {
-            tls.reload_if_changed()
-        };
-        match r {
-            Ok(true) => tracing::info!("TLS certificate reloaded"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use")
+        let web_tls = self.web.as_ref().and_then(|w| w.tls.as_ref());
+        for (which, tls) in [("receiver", self.tls.as_ref()), ("metrics", web_tls)] {
+            let Some(tls) = tls else { continue };
+            let r = if forced {
+                tls.reload().map(|_| true)
+            } else {
+                tls.reload_if_changed()
+            };
+            match r {
+                Ok(true) => tracing::info!(listener = which, "TLS certificate reloaded"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(listener = which, error = %e, "TLS reload failed; the previous certificate stays in use")
+                }
             }
         }
+    }
+
+    /// Re-reads the web config file: users and headers at once, TLS settings if TLS was
+    /// on and stays on (turning it on or off needs a restart: the listener is built so).
+    fn web_config(&self) {
+        let Some(w) = &self.web else { return };
+        let new = match http::web_config::WebConfig::load(&w.path) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "web config file not reloaded; the one in force stays");
+                return;
+            }
+        };
+        match (&w.tls, new.tls.clone()) {
+            (Some(t), Some(s)) => {
+                if let Err(e) = t.replace(s) {
+                    tracing::error!(error = %e, "web config file not reloaded; the one in force stays");
+                    return;
+                }
+            }
+            (None, None) => {}
+            _ => tracing::warn!(
+                "web config file: turning TLS on or off for the metrics listener takes a restart"
+            ),
+        }
+        w.guard.replace(new);
+        tracing::info!(file = %w.path.display(), "web config file reloaded");
     }
 
     async fn config(&mut self) {

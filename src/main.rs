@@ -47,9 +47,34 @@ struct ExporterArgs {
     /// Log level or tracing filter [config: log_level, default info].
     #[arg(long, value_name = "LEVEL", env = "CDR_EXPORTER_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Exporter-toolkit web config file (TLS, basic auth) for the metrics listener
+    /// [config: server.web_config_file; needs server.metrics_listen].
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        env = "CDR_EXPORTER_WEB_CONFIG_FILE"
+    )]
+    web_config_file: Option<PathBuf>,
     /// Print the effective configuration as TOML (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+impl ExporterArgs {
+    /// The flags that set configuration keys.
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            log_level: self.log_level.clone(),
+            server: self
+                .web_config_file
+                .as_ref()
+                .map(|f| cdr_exporter::config::ServerOverrides {
+                    web_config_file: f.display().to_string(),
+                }),
+        }
+    }
 }
 
 impl ExporterArgs {
@@ -60,6 +85,7 @@ impl ExporterArgs {
             listen: self.listen.or(before.listen),
             data_dir: self.data_dir.or(before.data_dir),
             log_level: self.log_level.or(before.log_level),
+            web_config_file: self.web_config_file.or(before.web_config_file),
             print_config: self.print_config || before.print_config,
         }
     }
@@ -245,11 +271,7 @@ fn run_cli() -> anyhow::Result<()> {
 
 /// The exporter (default mode), or the exporter with the demo simulator feeding it.
 fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        log_level: args.log_level,
-    };
+    let overrides = args.overrides();
     let cfg = Config::load(args.config.as_deref(), &overrides)?;
     let source = cdr_exporter::ConfigSource {
         file: args.config.clone(),
@@ -322,11 +344,7 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
 
 /// `import-freeswitch`: target and credentials from the flags, else from the configuration.
 fn import(a: ImportArgs, e: ExporterArgs) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        listen: e.listen,
-        data_dir: e.data_dir,
-        log_level: e.log_level,
-    };
+    let overrides = e.overrides();
     let cfg = Config::load(e.config.as_deref(), &overrides)?;
     let target = a.target.unwrap_or_else(|| {
         let mut addr = cfg.listen_addr();

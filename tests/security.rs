@@ -481,3 +481,140 @@ async fn connection_limit_and_slow_clients() {
     );
     server.stop().await.unwrap();
 }
+
+/// curl against the metrics listener: (exit code, status, headers + body).
+async fn curl(args: Vec<String>) -> (i32, String, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "-D", "-", "-w", "\n%{http_code}", "--max-time", "20"])
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text.lines().last().unwrap_or("").to_owned();
+    (out.status.code().unwrap_or(-1), code, text)
+}
+
+/// `--web.config.file` (the exporter-toolkit format) on the metrics listener: TLS with
+/// client certificates verified when given, bcrypt basic auth, extra headers; the receiver
+/// is untouched.
+#[tokio::test]
+async fn web_config_file_guards_the_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cert, _key, _) = write_cert(dir.path(), "srv");
+    // A CA for clients, a client it signed, and one it did not.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["prometheus".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("client.crt"), client.pem()).unwrap();
+    std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).unwrap();
+    let (stranger, stranger_key, _) = write_cert(dir.path(), "stranger");
+    let hash = bcrypt::hash("scrape-me", 4).unwrap();
+    let web = dir.path().join("web.yml");
+    // Relative paths: relative to the web config file, as the toolkit reads them.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: srv.crt\n  key_file: srv.key\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.crt\n  min_version: TLS12\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    let mport = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = test_config(dir.path());
+    cfg.server.metrics_listen = format!("127.0.0.1:{mport}");
+    cfg.server.web_config_file = web.to_str().unwrap().into();
+    let server = Server::start(cfg.clone()).await;
+    let mut c = Conn::open(server.addr).await;
+    assert_eq!(
+        c.post("/cdr", fixture("ch6-post1.xml")).await.status,
+        200,
+        "the receiver is plain HTTP"
+    );
+    let url = format!("https://127.0.0.1:{mport}/metrics");
+    let ca = dir.path().join("srv.crt").display().to_string();
+    let base = |extra: &[&str]| {
+        let mut v = vec!["--cacert".to_string(), ca.clone()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.push(url.clone());
+        v
+    };
+    let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the metrics listener",
+        || async move { tokio::net::TcpStream::connect(maddr).await.ok().map(|_| ()) },
+    )
+    .await;
+    let (_, code, text) = curl(base(&[])).await;
+    assert_eq!(code, "401", "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{text}"
+    );
+    let (_, code, _) = curl(base(&["--user", "prometheus:wrong"])).await;
+    assert_eq!(code, "401");
+    let (_, code, _) = curl(base(&["--user", "nobody:scrape-me"])).await;
+    assert_eq!(code, "401");
+    let (_, code, text) = curl(base(&["--user", "prometheus:scrape-me"])).await;
+    assert_eq!(code, "200", "{text}");
+    assert!(text.contains("cdr_exporter_records_total"), "{text:.300}");
+    assert!(
+        text.to_ascii_lowercase().contains("x-frame-options: deny"),
+        "{text:.300}"
+    );
+    // A client certificate from the configured CA is accepted; one from another is not.
+    let client_crt = dir.path().join("client.crt").display().to_string();
+    let client_key = dir.path().join("client.key").display().to_string();
+    let (_, code, text) = curl(base(&[
+        "--user",
+        "prometheus:scrape-me",
+        "--cert",
+        &client_crt,
+        "--key",
+        &client_key,
+    ]))
+    .await;
+    assert_eq!(code, "200", "{text}");
+    let (exit, _, text) = curl(base(&[
+        "--user",
+        "prometheus:scrape-me",
+        "--cert",
+        stranger.to_str().unwrap(),
+        "--key",
+        stranger_key.to_str().unwrap(),
+    ]))
+    .await;
+    assert_ne!(
+        exit, 0,
+        "a client certificate from another CA must fail the handshake: {text}"
+    );
+    // Plain HTTP on the TLS listener does not get metrics.
+    let (_, code, _) = curl(vec![format!("http://127.0.0.1:{mport}/metrics")]).await;
+    assert_ne!(code, "200");
+    let s = c.get("/metrics").await;
+    assert_eq!(s.status, 404, "no /metrics on the receiver");
+    server.stop().await.unwrap();
+
+    // Without a metrics listener the file has nothing to guard: refused, naming both keys.
+    cfg.server.metrics_listen = String::new();
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("server.web_config_file") && e.contains("metrics_listen"),
+        "{e}"
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod serve;
 pub mod tls;
+pub mod web_config;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -183,11 +184,36 @@ fn cdr_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     r
 }
 /// /metrics alone, for `server.metrics_listen`.
-pub fn metrics_router(state: Arc<AppState>) -> Router {
-    base(true)
-        .route(&state.config.metrics_path, get(get_metrics))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+pub fn metrics_router(state: Arc<AppState>, guard: Option<Arc<web_config::Guard>>) -> Router {
+    let r = base(true).route(&state.config.metrics_path, get(get_metrics));
+    let r = match guard {
+        Some(g) => r.layer(axum::middleware::from_fn_with_state(g, guarded)),
+        None => r,
+    };
+    r.layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The web config file's basic auth and headers, before anything else of the request.
+async fn guarded(
+    State(g): State<Arc<web_config::Guard>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = if g.allows(req.headers()).await {
+        next.run(req).await
+    } else {
+        let mut r = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"cdr-exporter metrics\""),
+        );
+        r
+    };
+    for (k, v) in g.headers() {
+        resp.headers_mut().insert(k, v);
+    }
+    resp
 }
 
 /// `/` and the probes; `/` shows the configuration only where `/metrics` is served.
