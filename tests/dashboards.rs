@@ -422,6 +422,8 @@ fn substitute(expr: &str, vars: &Vars) -> Result<String, String> {
 /// Which checks apply to an expression.
 #[derive(Clone, Copy)]
 struct Rules {
+    /// cms_* series are deduplicated over the copies of an HA pair before anything adds them.
+    dedup: bool,
     /// Selectors must carry the dashboard's job/instance/call_bridge/tenant filters.
     label_filters: bool,
     /// rate/increase/irate must use `$__rate_interval`.
@@ -431,16 +433,19 @@ struct Rules {
 }
 
 const DASHBOARD_RULES: Rules = Rules {
+    dedup: true,
     label_filters: true,
     rate_interval: true,
     types: true,
 };
 const RULE_FILE_RULES: Rules = Rules {
+    dedup: true,
     label_filters: false,
     rate_interval: false,
     types: true,
 };
 const VARIABLE_RULES: Rules = Rules {
+    dedup: false,
     label_filters: false,
     rate_interval: false,
     types: false,
@@ -459,6 +464,10 @@ struct Checker<'a> {
     /// Where we are, for messages.
     at: String,
     problems: Vec<String>,
+    /// For each enclosing aggregation, innermost last: whether it keeps the copies of an HA
+    /// pair apart (`max without (instance)`, `min/max by (...)` without instance, or `by`
+    /// with instance).
+    aggregations: Vec<bool>,
 }
 
 /// How a selector is used by its parent.
@@ -578,7 +587,17 @@ impl<'a> Checker<'a> {
                 if let Some(p) = &a.param {
                     self.walk(p);
                 }
+                let instance =
+                    |l: &promql_parser::label::Labels| l.labels.iter().any(|x| x == "instance");
+                let pick = op == "max" || op == "min";
+                let dedups = match &a.modifier {
+                    Some(LabelModifier::Exclude(l)) => pick && instance(l),
+                    Some(LabelModifier::Include(l)) => instance(l) || pick,
+                    None => false,
+                };
+                self.aggregations.push(dedups);
                 self.walk(&a.expr);
+                self.aggregations.pop();
             }
             Expr::Unary(u) => self.walk(&u.expr),
             Expr::Binary(b) => {
@@ -726,6 +745,18 @@ impl<'a> Checker<'a> {
             };
             if self.rules.types {
                 self.types(&name, kind, usage);
+            }
+            // An HA pair exposes every series twice; presence-only uses add nothing up.
+            if self.rules.dedup
+                && name.starts_with("cms_")
+                && usage != Use::Presence
+                && self.aggregations.last() != Some(&true)
+            {
+                self.problem(format!(
+                    "{name} is not deduplicated over the exporters of an HA pair: the \
+                     aggregation nearest to it must be `max without (instance)` (or keep \
+                     instance): {vs}"
+                ));
             }
             if self.rules.label_filters {
                 self.filters(&name, vs);
@@ -958,6 +989,7 @@ fn check_dashboard(
             instant: false,
             at: format!("{file}: variable {name}"),
             problems: Vec::new(),
+            aggregations: Vec::new(),
         };
         match substitute(selector, &var_names) {
             Ok(sub) => ck.check(&sub, &var_names),
@@ -990,6 +1022,7 @@ fn check_dashboard(
             instant: false,
             at,
             problems: Vec::new(),
+            aggregations: Vec::new(),
         };
         ck.check(str_of(a, "expr"), &var_names);
         problems.extend(ck.problems);
@@ -1149,6 +1182,7 @@ fn check_dashboard(
                 instant,
                 at: format!("{at} target {r}"),
                 problems: Vec::new(),
+                aggregations: Vec::new(),
             };
             ck.check(&e, &var_names);
             problems.extend(ck.problems);
@@ -1355,6 +1389,7 @@ fn check_rule_files(files: &[(String, serde_yaml::Value)], cat: &Catalogue) -> V
             instant: false,
             at,
             problems: Vec::new(),
+            aggregations: Vec::new(),
         };
         ck.check(&expr, &Vars::default());
         problems.extend(ck.problems);
@@ -1516,7 +1551,7 @@ fn tiny_dashboard(panel: Value) -> Value {
         "datasource": ds,
         "fieldConfig": {"defaults": {"unit": "short"}, "overrides": []},
         "targets": [{"refId": "A", "datasource": ds,
-                     "expr": "sum(cms_calls_active{job=~\"$job\", instance=~\"$instance\", call_bridge=~\"$call_bridge\"})"}]
+                     "expr": "sum(max without (instance) (cms_calls_active{job=~\"$job\", instance=~\"$instance\", call_bridge=~\"$call_bridge\"}))"}]
     });
     for (k, v) in panel.as_object().unwrap() {
         if v.is_null() {
@@ -1711,6 +1746,23 @@ fn checker_reports_expression_problems() {
             format!("cms:no_such:rule{{{j}}}"),
             "metric cms:no_such:rule is not exposed",
         ),
+        // An HA pair counted twice.
+        (
+            format!("sum(cms_calls_active{{{c}}})"),
+            "cms_calls_active is not deduplicated",
+        ),
+        (
+            format!("histogram_quantile(0.5, sum by (le) (rate(cms_call_leg_mos_bucket{{{c}}}[$__rate_interval])))"),
+            "cms_call_leg_mos_bucket is not deduplicated",
+        ),
+        (
+            format!("sum(max without (instance) (sum by (call_bridge) (rate(cms_calls_started_total{{{c}}}[$__rate_interval]))))"),
+            "cms_calls_started_total is not deduplicated",
+        ),
+        (
+            format!("rate(cms_calls_started_total{{{c}}}[$__rate_interval])"),
+            "cms_calls_started_total is not deduplicated",
+        ),
     ];
     for (expr, expected) in cases {
         assert_reports(&tiny_dashboard(target_expr(expr)), &[expected]);
@@ -1723,19 +1775,22 @@ fn checker_accepts_counter_and_gauge_idioms() {
     let t = r#"job=~"$job", instance=~"$instance", tenant=~"$tenant""#;
     let j = r#"job=~"$job", instance=~"$instance""#;
     for expr in [
-        format!("sum by (le) (increase(cms_call_leg_mos_bucket{{{c}}}[$__rate_interval]))"),
+        format!("sum by (le) (max without (instance) (increase(cms_call_leg_mos_bucket{{{c}}}[$__rate_interval])))"),
         format!("histogram_quantile(0.5, sum by (le) (max without (instance) (rate(cms_call_duration_seconds_bucket{{{c}}}[$__rate_interval]))))"),
         format!("time() - cdr_exporter_last_batch_timestamp_seconds{{{c}}}"),
         format!("changes(process_start_time_seconds{{{j}}}[$__rate_interval])"),
         format!("resets(process_cpu_seconds_total{{{j}}}[$__rate_interval])"),
         format!("up{{{j}}}"),
         format!("sum(cdr_exporter_records_missing_total{{{c}}} unless cdr_exporter_records_missing_total{{{c}}} offset 15m)"),
-        format!("sum(rate(cms_calls_started_total{{{c}}}[$__rate_interval])) and on() cms_calls_started_total{{{c}}}"),
+        format!("sum(max without (instance) (rate(cms_calls_started_total{{{c}}}[$__rate_interval]))) and on() cms_calls_started_total{{{c}}}"),
+        // Per receiver, on purpose; one copy of the pair.
+        format!("sum by (instance, call_bridge) (rate(cms_calls_started_total{{{c}}}[$__rate_interval]))"),
+        format!("max by (call_bridge) (cms_calls_active{{{c}}})"),
         // Tenants summed away, or counted.
         format!("sum(max without (instance) (cms_tenant_calls_active{{{t}}}))"),
         format!("count(sum by (tenant) (max without (instance) (cms_tenant_calls_active{{{t}}})) > 0)"),
         // The abnormal reasons from the rules (a recorded series without a window).
-        format!("sum by (reason) (rate(cms_call_legs_ended_total{{{c}}}[$__rate_interval])) and on (reason) cms:call_leg_end_reason:abnormal{{{j}}}"),
+        format!("sum by (reason) (max without (instance) (rate(cms_call_legs_ended_total{{{c}}}[$__rate_interval]))) and on (reason) cms:call_leg_end_reason:abnormal{{{j}}}"),
     ] {
         let problems = check_dashboard(
             "tiny.json",
@@ -1836,7 +1891,7 @@ fn checker_reports_dashboard_problems() {
     let t = r#"job=~"$job", instance=~"$instance", tenant=~"$tenant""#;
     for (family, f) in [("cms_call_leg_mos", c), ("cms_tenant_call_leg_mos", t)] {
         let mos = format!(
-            "sum(rate({family}_sum{{{f}}}[$__rate_interval])) / sum(rate({family}_count{{{f}}}[$__rate_interval]))"
+            "sum(max without (instance) (rate({family}_sum{{{f}}}[$__rate_interval]))) / sum(max without (instance) (rate({family}_count{{{f}}}[$__rate_interval])))"
         );
         assert_reports(&tiny_dashboard(target_expr(&mos)), &["MOS bands"]);
         let mut with_bands = target_expr(&mos);
@@ -1862,7 +1917,7 @@ groups:
   - name: g
     rules:
       - record: cms:legs_low_mos:ratio_rate5m
-        expr: sum by (tenant) (rate(cms_call_leg_mos_bucket{le="3.1"}[5m])) / sum by (tenant) (rate(cms_call_leg_mos_count[5m]))
+        expr: sum by (tenant) (max without (instance) (rate(cms_tenant_call_leg_mos_bucket{le="3.1"}[5m]))) / sum by (tenant) (max without (instance) (rate(cms_tenant_call_leg_mos_count[5m])))
       - alert: Good
         expr: cms:legs_low_mos:ratio_rate5m > 0.1 and on() absent(ALERTS{alertname="x"}) == 0
       - alert: Down
@@ -1872,9 +1927,11 @@ groups:
       - alert: Unknown
         expr: rate(cms_no_such_total[5m]) > 0
       - alert: GaugeRate
-        expr: rate(cms_calls_active[5m]) > 0
+        expr: max without (instance) (rate(cms_calls_active[5m])) > 0
       - alert: Broken
         expr: sum(rate(cms_calls_started_total[5m])
+      - alert: Doubled
+        expr: sum by (call_bridge) (rate(cms_calls_started_total[5m])) > 0
 "#,
     )
     .unwrap();
@@ -1884,6 +1941,7 @@ groups:
         "alert Unknown: metric cms_no_such_total is not exposed",
         "alert GaugeRate: gauge cms_calls_active inside rate()",
         "alert Broken: PromQL parse error",
+        "alert Doubled: cms_calls_started_total is not deduplicated",
     ];
     for e in expect {
         assert!(
