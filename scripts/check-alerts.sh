@@ -45,10 +45,12 @@ route() {
   step "amtool config routes test $* → $want"
   amtool config routes test --config.file="$am" --verify.receivers="$want" "$@"
 }
-route pager alertname=CmsLowMos severity=critical tenant=acme call_bridge=cms1
+route pager alertname=CmsCallBridgeLowMos severity=critical job=cdr-exporter call_bridge=cms1
+route pager alertname=CmsCdrRecordsMissing severity=critical job=cdr-exporter call_bridge=cms1
 route pager alertname=CdrExporterDown severity=critical job=cdr-exporter instance=exporter:19477
-route chat alertname=CmsCdrRecordsMissing severity=warning call_bridge=cms1 instance=exporter:19477
-route chat alertname=CmsAbnormalLegEnds severity=warning tenant=acme call_bridge=cms1
+route chat alertname=CmsLowMos severity=warning job=cdr-exporter tenant=acme
+route chat alertname=CdrExporterRejectingBatches severity=warning job=cdr-exporter instance=exporter:19477 reason=wrong_root
+route chat alertname=CmsAbnormalLegEnds severity=warning job=cdr-exporter call_bridge=cms1
 route chat alertname=SomethingElse severity=info
 
 step "OK"

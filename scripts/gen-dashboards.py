@@ -1,25 +1,33 @@
 #!/usr/bin/env python3
 """Generates grafana/dashboards/*.json for cdr-exporter. Edit this, run
-`python3 scripts/gen-dashboards.py`, and commit both (tests/dashboards.rs lints the JSON)."""
+`python3 scripts/gen-dashboards.py`, and commit both (tests/dashboards.rs lints the JSON,
+tests/e2e_prometheus.rs runs every query against a real Prometheus).
+
+Conventions the lint enforces:
+- families carry call_bridge or tenant, never both: Call Bridge panels filter $call_bridge,
+  tenant panels $tenant (a panel says which);
+- an HA pair (two exporters on one stream, same job) exposes every series twice: everything
+  about calls and quality takes `max without (instance)` before it sums (dd() below);
+- anything by tenant is a worst-N bar gauge or table (topk/bottomk($topn), instant, over the
+  dashboard's range), never one line per tenant;
+- the abnormal end reasons are not listed here: the recording rule
+  cms:call_leg_end_reason:abnormal (rules parameter abnormal_ends_reasons) marks them, and the
+  panels join on it.
+"""
 import json
+import os
 import sys
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "grafana", "dashboards")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "grafana", "dashboards")
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
-JI = 'job=~"$job", instance=~"$instance"'
-CB = JI + ', call_bridge=~"$call_bridge"'
-CBT = CB + ', tenant=~"$tenant"'
+J = 'job=~"$job", instance=~"$instance"'
+CB = J + ', call_bridge=~"$call_bridge"'
+T = J + ', tenant=~"$tenant"'
 RI = "$__rate_interval"
-
-# The same failures CmsAbnormalLegEnds pages on (alerts parameter abnormal_ends_reasons):
-# the system or network failed the leg. Busy, rejected or unanswered far ends and IVR/PIN
-# mistakes are user behaviour and stay out.
-ABNORMAL = [
-    "error", "timeout", "dnsFailure", "encryptionRequired", "unknownDestination",
-    "participantLimitReached", "tenantParticipantLimitReached",
-]
-ABNORMAL_RE = "|".join(ABNORMAL)
+RANGE = "$__range"
+# Set by the rules from abnormal_ends_reasons: one series per abnormal reason seen.
+ABNORMAL = f'cms:call_leg_end_reason:abnormal{{{J}}}'
 
 MOS_STEPS = [
     {"color": "red", "value": None},
@@ -38,6 +46,58 @@ def steps(*pairs):
 
 
 GREEN = steps("green")
+SHARE_STEPS = steps("green", 0.05, "orange", 0.1, "red")
+
+
+# ---------------------------------------------------------------- PromQL helpers
+def dd(e):
+    """One copy of an HA pair: both exporters expose the same series."""
+    return f"max without (instance) ({e})"
+
+
+def agg(by, e, op="sum"):
+    return f"{op} by ({by}) ({e})" if by else f"{op}({e})"
+
+
+def sel(metric, s):
+    return f"{metric}{{{s}}}"
+
+
+def rate(metric, s, by="", w=RI):
+    """Per second, deduplicated, summed by `by`."""
+    return agg(by, dd(f"rate({sel(metric, s)}[{w}])"))
+
+
+def inc(metric, s, by="", w=RI):
+    """Per window, deduplicated, summed by `by`."""
+    return agg(by, dd(f"increase({sel(metric, s)}[{w}])"))
+
+
+def gauge(metric, s, by=""):
+    return agg(by, dd(sel(metric, s)))
+
+
+def quantiles(metric, s, by="", qs=(0.5, 0.9, 0.99), label=""):
+    grp = "le" + (", " + by if by else "")
+    out = []
+    for q in qs:
+        legend = f"p{int(round(q * 100))}" + (f" {label}" if label else "")
+        out.append((f"histogram_quantile({q}, {rate(metric + '_bucket', s, grp)})", legend))
+    return out
+
+
+def mean(metric, s, by="", w=RI):
+    return f"{rate(metric + '_sum', s, by, w)} / {rate(metric + '_count', s, by, w)}"
+
+
+def worst(e, n="topk"):
+    """The worst $topn of a per-tenant expression, worst first (bar gauges keep the order)."""
+    return f"{'sort_desc' if n == 'topk' else 'sort'}({n}($topn, {e}))"
+
+
+def share_by_tenant(part, whole):
+    """part / whole per tenant over the range, for tenants with at least $min_legs legs."""
+    return f"{part} / ({whole} >= $min_legs)"
 
 
 class Board:
@@ -137,6 +197,8 @@ class Board:
         }
 
 
+
+
 def qvar(name, label, query, description):
     return {
         "type": "query",
@@ -154,6 +216,22 @@ def qvar(name, label, query, description):
         "allValue": ".*",
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "options": [],
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+
+
+def cvar(name, label, values, default, description):
+    return {
+        "type": "custom",
+        "name": name,
+        "label": label,
+        "description": description,
+        "query": ",".join(values),
+        "current": {"selected": True, "text": default, "value": default},
+        "options": [{"selected": v == default, "text": v, "value": v} for v in values],
+        "multi": False,
+        "includeAll": False,
         "hide": 0,
         "skipUrlSync": False,
     }
@@ -177,18 +255,22 @@ def variables():
             "skipUrlSync": False,
         },
         qvar("job", "Job", "label_values(cdr_exporter_build_info, job)",
-             "Prometheus scrape job(s) of cdr-exporter"),
+             "Prometheus scrape job(s) of cdr-exporter (the two exporters of an HA pair share one)"),
         qvar("instance", "Instance", 'label_values(cdr_exporter_build_info{job=~"$job"}, instance)',
              "cdr-exporter instance(s) within the selected jobs"),
         qvar("call_bridge", "Call Bridge",
              'label_values(cdr_exporter_batches_total{job=~"$job", instance=~"$instance"}, call_bridge)',
              "Call Bridges that sent CDRs to the selected exporters (GUID, receiver URI parameter, "
-             "address or configured name)"),
+             "address or configured name). Filters the panels by Call Bridge only."),
         qvar("tenant", "Tenant",
-             'label_values({__name__=~"cms_calls_active|cms_call_legs_ended_total", job=~"$job", '
-             'instance=~"$instance", call_bridge=~"$call_bridge"}, tenant)',
-             "CMS tenants (GUID or configured name; none = call without tenant, unknown = call "
-             "never seen)"),
+             'label_values(cms_tenant_calls_started_total{job=~"$job", instance=~"$instance"}, tenant)',
+             "CMS tenants (GUID or configured name; none = calls without tenant, unknown = the call "
+             "was never seen, other = beyond labels.max_tenants). Filters the panels by tenant only."),
+        cvar("topn", "Worst / busiest N", ["5", "10", "20", "50"], "10",
+             "How many tenants the worst-N and busiest-N panels show"),
+        cvar("min_legs", "Min. legs per tenant", ["1", "10", "50", "100", "500"], "10",
+             "Tenants with fewer legs in the time range are not ranked by share or mean (a "
+             "tenant with one bad leg is not the worst tenant)"),
     ]
 
 
@@ -350,21 +432,106 @@ def red_override(regex):
     }
 
 
-def quantiles(metric, sel, by="", qs=(0.5, 0.9, 0.99), label=""):
-    grp = "le" + (", " + by if by else "")
-    out = []
-    for q in qs:
-        legend = f"p{int(round(q * 100))}" + (f" {label}" if label else "")
-        out.append((
-            f"histogram_quantile({q}, sum by ({grp}) (rate({metric}_bucket{{{sel}}}[{RI}])))",
-            legend,
-        ))
-    return out
 
 
-def mean(metric, sel, by=""):
-    b = f" by ({by})" if by else ""
-    return (f"sum{b} (rate({metric}_sum{{{sel}}}[{RI}])) / sum{b} (rate({metric}_count{{{sel}}}[{RI}]))")
+def bargauge(title, desc, unit, expr, *, legend="{{tenant}}", thresholds=None, min_=0, max_=None,
+             decimals=None):
+    """Worst or busiest N tenants, one bar each, in the order of the (sorted) instant query."""
+    defaults = {
+        "unit": unit,
+        "color": {"mode": "thresholds"},
+        "thresholds": {"mode": "absolute", "steps": thresholds or GREEN},
+        "min": min_,
+    }
+    if max_ is not None:
+        defaults["max"] = max_
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return {
+        "type": "bargauge",
+        "title": title,
+        "description": desc,
+        "datasource": dict(DS),
+        "targets": [target(expr, legend, "A", instant=True)],
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {
+            "displayMode": "gradient",
+            "orientation": "horizontal",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "showUnfilled": True,
+            "valueMode": "color",
+            "namePlacement": "left",
+            "sizing": "auto",
+            "minVizHeight": 16,
+            "minVizWidth": 8,
+            "maxVizHeight": 24,
+        },
+    }
+
+
+def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None):
+    """Instant queries, one per column (name, expr), merged on their labels; sorted by sort_by."""
+    tgts = []
+    rename = {}
+    for i, (name, expr) in enumerate(columns):
+        ref = chr(ord("A") + i)
+        tgts.append(target(expr, "", ref, fmt="table", instant=True))
+        rename["Value" if len(columns) == 1 else f"Value #{ref}"] = name
+    defaults = {
+        "unit": unit,
+        "color": {"mode": "thresholds"},
+        "thresholds": {"mode": "absolute", "steps": thresholds or GREEN},
+        "custom": {"align": "auto", "cellOptions": {"type": "color-text"}, "inspect": False},
+    }
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return {
+        "type": "table",
+        "title": title,
+        "description": desc,
+        "datasource": dict(DS),
+        "targets": tgts,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {
+            "showHeader": True,
+            "cellHeight": "sm",
+            "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
+            "sortBy": [{"displayName": sort_by, "desc": True}],
+        },
+        "transformations": [
+            {"id": "merge", "options": {}},
+            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename,
+                                           "indexByName": {}}},
+        ],
+    }
+
+
+def red_ref(ref):
+    """Series of query `ref` in red (the abnormal end reasons)."""
+    return {
+        "matcher": {"id": "byFrameRefID", "options": ref},
+        "properties": [{"id": "color", "value": {"fixedColor": "red", "mode": "fixed"}}],
+    }
+
+
+def restart_annotation(text):
+    return {
+        "datasource": dict(DS),
+        "enable": True,
+        "expr": f"{inc('cdr_exporter_sessions_total', CB, 'call_bridge')} > 0",
+        "hide": False,
+        "iconColor": "orange",
+        "name": "Call Bridge restarts",
+        "step": "60s",
+        "titleFormat": "Call Bridge restarted",
+        "textFormat": text,
+    }
+
+
+BY_CB = " By Call Bridge: filtered by Call Bridge, not by tenant."
+BY_TENANT = " By tenant: filtered by tenant, not by Call Bridge."
+OVER_RANGE = (" Over the dashboard's time range; the $topn worst (variable), worst first; pick "
+              "a tenant in the Tenant variable to see only that one.")
 
 
 # ---------------------------------------------------------------- CMS overview
@@ -372,161 +539,174 @@ def overview():
     b = Board(
         "cms-overview",
         "CMS overview",
-        "Cisco Meeting Server activity from CDRs received by cdr-exporter: active calls and legs, "
-        "start rates, durations, participants, recordings and streamings.",
+        "Cisco Meeting Server activity from CDRs received by cdr-exporter: calls and legs active, "
+        "started and ended by Call Bridge and by tenant (busiest $topn), durations, participants, "
+        "recordings and streamings. An HA pair of exporters counts once.",
         ["cdr-exporter", "cisco-meeting-server", "cms"],
     )
-    b.annotations.append({
-        "datasource": dict(DS),
-        "enable": True,
-        "expr": f'sum by (call_bridge) (increase(cdr_exporter_sessions_total{{{CB}}}[{RI}])) > 0',
-        "hide": False,
-        "iconColor": "orange",
-        "name": "Call Bridge restarts",
-        "step": "60s",
-        "titleFormat": "Call Bridge restarted",
-        "textFormat": "{{call_bridge}}: new CDR session; its calls and legs were ended",
-    })
-    b.row("Now")
+    b.annotations.append(restart_annotation("{{call_bridge}}: new CDR session; its calls and legs were ended"))
+    b.row("Now (selected Call Bridges)")
     b.add(stat("Active calls",
-               "Calls between callStart and callEnd (cms_calls_active), summed over the selected "
-               "Call Bridges and tenants.", "short",
-               targets(f"sum(cms_calls_active{{{CBT}}})")), 4, 4)
+               "Calls between callStart and callEnd (cms_calls_active) on the selected Call Bridges."
+               + BY_CB, "short", targets(gauge("cms_calls_active", CB))), 4, 4)
     b.add(stat("Active call legs",
-               "Call legs between callLegStart and callLegEnd (cms_call_legs_active): "
-               "participants connected right now.", "short",
-               targets(f"sum(cms_call_legs_active{{{CBT}}})")), 4, 4)
-    b.add(stat("Call starts / min",
-               "callStart records per minute over the last rate interval.", "cpm",
-               targets(f"sum(rate(cms_calls_started_total{{{CBT}}}[{RI}])) * 60"), decimals=1), 4, 4)
-    b.add(stat("Leg starts / min",
-               "callLegStart records per minute. callLegStart carries no tenant, so this is not "
-               "filtered by tenant.", "cpm",
-               targets(f"sum(rate(cms_call_legs_started_total{{{CB}}}[{RI}])) * 60"), decimals=1),
+               "Call legs between callLegStart and callLegEnd (cms_call_legs_active): participants "
+               "connected right now." + BY_CB, "short", targets(gauge("cms_call_legs_active", CB))),
           4, 4)
+    b.add(stat("Call starts / min",
+               "callStart records per minute over the last rate interval." + BY_CB, "cpm",
+               targets(f"{rate('cms_calls_started_total', CB)} * 60"), decimals=1), 4, 4)
+    b.add(stat("Leg starts / min",
+               "callLegStart records per minute over the last rate interval." + BY_CB, "cpm",
+               targets(f"{rate('cms_call_legs_started_total', CB)} * 60"), decimals=1), 4, 4)
     b.add(stat("Active recordings",
-               "Recordings between recordingStart and recordingEnd (per Call Bridge; recordings "
-               "carry no tenant).", "short",
-               targets(f"sum(cms_recordings_active{{{CB}}})")), 4, 4)
+               "Recordings between recordingStart and recordingEnd." + BY_CB, "short",
+               targets(gauge("cms_recordings_active", CB))), 4, 4)
     b.add(stat("Active streamings",
-               "Streamings between streamingStart and streamingEnd (per Call Bridge; no tenant).",
-               "short", targets(f"sum(cms_streamings_active{{{CB}}})")), 4, 4)
+               "Streamings between streamingStart and streamingEnd." + BY_CB, "short",
+               targets(gauge("cms_streamings_active", CB))), 4, 4)
 
-    b.row("Calls")
+    b.row("Calls by Call Bridge")
     b.add(timeseries("Active calls by Call Bridge",
                      "Calls in progress per Call Bridge (cms_calls_active).", "short",
-                     targets((f"sum by (call_bridge) (cms_calls_active{{{CBT}}})", "{{call_bridge}}")),
-                     stack=True), 8, 8)
-    b.add(timeseries("Active calls by tenant",
-                     "Calls in progress per tenant. none = calls without a tenant; unknown = the "
-                     "callStart was never seen.", "short",
-                     targets((f"sum by (tenant) (cms_calls_active{{{CBT}}})", "{{tenant}}")),
-                     stack=True), 8, 8)
+                     targets((gauge("cms_calls_active", CB, "call_bridge"), "{{call_bridge}}")),
+                     stack=True), 12, 8)
     b.add(timeseries("Active calls by call type",
                      "Calls in progress by CMS callType (coSpace, adHoc, lyncConferencing, "
-                     "forwarding).", "short",
-                     targets((f"sum by (call_type) (cms_calls_active{{{CBT}}})", "{{call_type}}")),
-                     stack=True), 8, 8)
+                     "forwarding; unknown if the callStart was never seen)." + BY_CB, "short",
+                     targets((gauge("cms_calls_active", CB, "call_type"), "{{call_type}}")),
+                     stack=True), 12, 8)
     b.add(timeseries("Call starts and ends by Call Bridge",
-                     "callStart and callEnd records per second. Ends whose callStart was never "
-                     "seen count under tenant unknown.", "ops",
+                     "callStart and callEnd records per second per Call Bridge.", "ops",
                      targets(
-                         (f"sum by (call_bridge) (rate(cms_calls_started_total{{{CBT}}}[{RI}]))",
-                          "started {{call_bridge}}"),
-                         (f"sum by (call_bridge) (rate(cms_calls_ended_total{{{CBT}}}[{RI}]))",
-                          "ended {{call_bridge}}"),
+                         (rate("cms_calls_started_total", CB, "call_bridge"), "started {{call_bridge}}"),
+                         (rate("cms_calls_ended_total", CB, "call_bridge"), "ended {{call_bridge}}"),
                      )), 12, 8)
-    b.add(timeseries("Call starts by tenant",
-                     "callStart records per second by tenant.", "ops",
-                     targets((f"sum by (tenant) (rate(cms_calls_started_total{{{CBT}}}[{RI}]))",
-                              "{{tenant}}"))), 12, 8)
+    b.add(timeseries("Call starts by call type",
+                     "callStart records per second by call type." + BY_CB, "ops",
+                     targets((rate("cms_calls_started_total", CB, "call_type"), "{{call_type}}"))),
+          12, 8)
 
-    b.row("Call legs")
+    b.row("Call legs by Call Bridge")
     b.add(timeseries("Active legs by Call Bridge",
                      "Call legs (participants) in progress per Call Bridge.", "short",
-                     targets((f"sum by (call_bridge) (cms_call_legs_active{{{CBT}}})",
-                              "{{call_bridge}}")), stack=True), 8, 8)
-    b.add(timeseries("Active legs by tenant",
-                     "Call legs in progress per tenant. Legs are attributed to a tenant through "
-                     "their call; unknown = the call was never seen.", "short",
-                     targets((f"sum by (tenant) (cms_call_legs_active{{{CBT}}})", "{{tenant}}")),
-                     stack=True), 8, 8)
+                     targets((gauge("cms_call_legs_active", CB, "call_bridge"), "{{call_bridge}}")),
+                     stack=True), 12, 8)
     b.add(timeseries("Active legs by type and direction",
                      "Call legs in progress by leg type (sip, acano) and direction (incoming, "
-                     "outgoing).", "short",
-                     targets((f"sum by (leg_type, direction) (cms_call_legs_active{{{CBT}}})",
-                              "{{leg_type}} {{direction}}")), stack=True), 8, 8)
+                     "outgoing)." + BY_CB, "short",
+                     targets((gauge("cms_call_legs_active", CB, "leg_type, direction"),
+                              "{{leg_type}} {{direction}}")), stack=True), 12, 8)
     b.add(timeseries("Leg starts and ends by Call Bridge",
-                     "callLegStart and callLegEnd records per second. callLegStart carries no "
-                     "tenant: starts are filtered by Call Bridge only.", "ops",
+                     "callLegStart and callLegEnd records per second per Call Bridge.", "ops",
                      targets(
-                         (f"sum by (call_bridge) (rate(cms_call_legs_started_total{{{CB}}}[{RI}]))",
-                          "started {{call_bridge}}"),
-                         (f"sum by (call_bridge) (rate(cms_call_legs_ended_total{{{CBT}}}[{RI}]))",
-                          "ended {{call_bridge}}"),
+                         (rate("cms_call_legs_started_total", CB, "call_bridge"), "started {{call_bridge}}"),
+                         (rate("cms_call_legs_ended_total", CB, "call_bridge"), "ended {{call_bridge}}"),
                      )), 12, 8)
     b.add(timeseries("Leg starts by type and direction",
-                     "callLegStart records per second by leg type and direction (not filtered by "
-                     "tenant).", "ops",
-                     targets((f"sum by (leg_type, direction) "
-                              f"(rate(cms_call_legs_started_total{{{CB}}}[{RI}]))",
+                     "callLegStart records per second by leg type and direction." + BY_CB, "ops",
+                     targets((rate("cms_call_legs_started_total", CB, "leg_type, direction"),
                               "{{leg_type}} {{direction}}"))), 12, 8)
 
-    b.row("Durations and participants")
+    b.row("Tenants (busiest $topn)")
+    b.add(stat("Active calls, selected tenants",
+               "Calls in progress of the selected tenants (cms_tenant_calls_active; all tenants: "
+               "the same as all Call Bridges)." + BY_TENANT, "short",
+               targets(gauge("cms_tenant_calls_active", T))), 4, 4)
+    b.add(stat("Active legs, selected tenants",
+               "Call legs in progress of the selected tenants, by the tenant of their call."
+               + BY_TENANT, "short", targets(gauge("cms_tenant_call_legs_active", T))), 4, 4)
+    b.add(stat("Tenants with calls now",
+               "How many of the selected tenants have a call in progress (none, unknown and "
+               "other count as one each).", "short",
+               targets(f"count({gauge('cms_tenant_calls_active', T, 'tenant')} > 0) or vector(0)"),
+               graph="none"), 4, 4)
+    b.add(timeseries("Active calls and legs, selected tenants",
+                     "Calls and legs in progress of the selected tenants (all tenants summed; pick "
+                     "one in the Tenant variable to follow it).", "short",
+                     targets(
+                         (gauge("cms_tenant_calls_active", T), "calls"),
+                         (gauge("cms_tenant_call_legs_active", T), "legs"),
+                     )), 12, 8)
+    busiest = inc("cms_tenant_calls_started_total", T, "tenant", RANGE)
+    b.add(bargauge("Busiest tenants: active calls now",
+                   "The $topn tenants with the most calls in progress (cms_tenant_calls_active), "
+                   "busiest first." + BY_TENANT, "short",
+                   worst(gauge("cms_tenant_calls_active", T, "tenant"))), 6, 8)
+    b.add(bargauge("Busiest tenants: active legs now",
+                   "The $topn tenants with the most call legs in progress "
+                   "(cms_tenant_call_legs_active), busiest first." + BY_TENANT, "short",
+                   worst(gauge("cms_tenant_call_legs_active", T, "tenant"))), 6, 8)
+    b.add(timeseries("Call and leg starts and ends, selected tenants",
+                     "callStart, callEnd, callLegStart and callLegEnd records per second of the "
+                     "selected tenants (legs by the tenant of their call; unknown if the call had "
+                     "not started).", "ops",
+                     targets(
+                         (rate("cms_tenant_calls_started_total", T), "calls started"),
+                         (rate("cms_tenant_calls_ended_total", T), "calls ended"),
+                         (rate("cms_tenant_call_legs_started_total", T), "legs started"),
+                         (rate("cms_tenant_call_legs_ended_total", T), "legs ended"),
+                     )), 12, 8)
+    b.add(table("Busiest tenants over the time range",
+                "Calls and legs started and ended per tenant over the dashboard's time range: "
+                "the $topn tenants with the most calls started." + BY_TENANT, "short",
+                [
+                    ("Calls started", f"topk($topn, {busiest})"),
+                    ("Calls ended", f"{inc('cms_tenant_calls_ended_total', T, 'tenant', RANGE)} "
+                                    f"and on (tenant) topk($topn, {busiest})"),
+                    ("Legs started", f"{inc('cms_tenant_call_legs_started_total', T, 'tenant', RANGE)} "
+                                     f"and on (tenant) topk($topn, {busiest})"),
+                    ("Legs ended", f"{inc('cms_tenant_call_legs_ended_total', T, 'tenant', RANGE)} "
+                                   f"and on (tenant) topk($topn, {busiest})"),
+                ], "Calls started", decimals=0), 12, 8)
+
+    b.row("Durations and participants (by Call Bridge)")
     b.add(timeseries("Call duration",
                      "Median, 90th and 99th percentile and mean of callEnd durationSeconds for "
                      "calls that ended in the interval (cms_call_duration_seconds; buckets 10 s to "
-                     "1 day, so quantiles are interpolated).", "s",
-                     targets(*quantiles("cms_call_duration_seconds", CBT),
-                             (mean("cms_call_duration_seconds", CBT), "mean"))), 12, 8)
+                     "1 day, so quantiles are interpolated)." + BY_CB, "s",
+                     targets(*quantiles("cms_call_duration_seconds", CB),
+                             (mean("cms_call_duration_seconds", CB), "mean"))), 12, 8)
     b.add(heatmap("Call duration distribution",
                   "Calls ended per interval by duration bucket (increase of "
-                  "cms_call_duration_seconds_bucket).",
-                  f"sum by (le) (increase(cms_call_duration_seconds_bucket{{{CBT}}}[{RI}]))", "s"),
-          12, 8)
+                  "cms_call_duration_seconds_bucket)." + BY_CB,
+                  inc("cms_call_duration_seconds_bucket", CB, "le"), "s"), 12, 8)
     b.add(timeseries("Leg duration",
                      "Median, 90th and 99th percentile and mean of callLegEnd durationSeconds "
-                     "(cms_call_leg_duration_seconds).", "s",
-                     targets(*quantiles("cms_call_leg_duration_seconds", CBT),
-                             (mean("cms_call_leg_duration_seconds", CBT), "mean"))), 12, 8)
+                     "(cms_call_leg_duration_seconds)." + BY_CB, "s",
+                     targets(*quantiles("cms_call_leg_duration_seconds", CB),
+                             (mean("cms_call_leg_duration_seconds", CB), "mean"))), 12, 8)
     b.add(heatmap("Leg duration distribution",
                   "Call legs ended per interval by duration bucket (increase of "
-                  "cms_call_leg_duration_seconds_bucket).",
-                  f"sum by (le) (increase(cms_call_leg_duration_seconds_bucket{{{CBT}}}[{RI}]))",
-                  "s"), 12, 8)
+                  "cms_call_leg_duration_seconds_bucket)." + BY_CB,
+                  inc("cms_call_leg_duration_seconds_bucket", CB, "le"), "s"), 12, 8)
     b.add(timeseries("Participants per call",
                      "Most legs simultaneously active per call (callEnd callLegsMaxActive): "
-                     "median, 90th percentile and mean over calls that ended in the interval.",
-                     "short",
-                     targets(*quantiles("cms_call_participants_max", CBT, qs=(0.5, 0.9)),
-                             (mean("cms_call_participants_max", CBT), "mean"))), 12, 8)
+                     "median, 90th percentile and mean over calls that ended in the interval."
+                     + BY_CB, "short",
+                     targets(*quantiles("cms_call_participants_max", CB, qs=(0.5, 0.9)),
+                             (mean("cms_call_participants_max", CB), "mean"))), 12, 8)
     b.add(heatmap("Participants per call distribution",
                   "Calls ended per interval by their peak number of participants (increase of "
-                  "cms_call_participants_max_bucket).",
-                  f"sum by (le) (increase(cms_call_participants_max_bucket{{{CBT}}}[{RI}]))",
-                  "short", y_decimals=0), 12, 8)
+                  "cms_call_participants_max_bucket)." + BY_CB,
+                  inc("cms_call_participants_max_bucket", CB, "le"), "short", y_decimals=0),
+          12, 8)
 
-    b.row("Recordings and streamings")
+    b.row("Recordings and streamings (by Call Bridge)")
     b.add(timeseries("Recordings and streamings active",
                      "Recordings and streamings in progress per Call Bridge.", "short",
                      targets(
-                         (f"sum by (call_bridge) (cms_recordings_active{{{CB}}})",
-                          "recordings {{call_bridge}}"),
-                         (f"sum by (call_bridge) (cms_streamings_active{{{CB}}})",
-                          "streamings {{call_bridge}}"),
+                         (gauge("cms_recordings_active", CB, "call_bridge"), "recordings {{call_bridge}}"),
+                         (gauge("cms_streamings_active", CB, "call_bridge"), "streamings {{call_bridge}}"),
                      )), 12, 8)
     b.add(timeseries("Recordings and streamings started and ended",
                      "recordingStart, recordingEnd, streamingStart and streamingEnd records per "
-                     "minute.", "cpm",
+                     "minute." + BY_CB, "cpm",
                      targets(
-                         (f"sum(rate(cms_recordings_started_total{{{CB}}}[{RI}])) * 60",
-                          "recordings started"),
-                         (f"sum(rate(cms_recordings_ended_total{{{CB}}}[{RI}])) * 60",
-                          "recordings ended"),
-                         (f"sum(rate(cms_streamings_started_total{{{CB}}}[{RI}])) * 60",
-                          "streamings started"),
-                         (f"sum(rate(cms_streamings_ended_total{{{CB}}}[{RI}])) * 60",
-                          "streamings ended"),
+                         (f"{rate('cms_recordings_started_total', CB)} * 60", "recordings started"),
+                         (f"{rate('cms_recordings_ended_total', CB)} * 60", "recordings ended"),
+                         (f"{rate('cms_streamings_started_total', CB)} * 60", "streamings started"),
+                         (f"{rate('cms_streamings_ended_total', CB)} * 60", "streamings ended"),
                      )), 12, 8)
     return b
 
@@ -537,202 +717,267 @@ def quality():
         "cms-call-quality",
         "CMS call quality",
         "Call quality from CMS callLegEnd records: estimated listening-quality MOS of the audio "
-        "received from each participant, packet loss, alarms, codecs, video resolution, "
-        "encryption, media usage and leg end reasons.",
+        "received from each participant by Call Bridge and by tenant (worst $topn), packet loss, "
+        "alarms, codecs, video resolution, encryption, media usage and leg end reasons (abnormal "
+        "ones in red, as the rules define them). An HA pair of exporters counts once.",
         ["cdr-exporter", "cisco-meeting-server", "cms"],
     )
-    share_steps = steps("green", 0.05, "orange", 0.1, "red")
-    b.row("MOS (estimated listening quality of received audio)")
+    b.row("MOS by Call Bridge (estimated listening quality of received audio)")
+    def below(le, s=CB, m="cms_call_leg_mos", by=""):
+        """Share of scored legs at or below `le`."""
+        bucket = rate(m + "_bucket", s + ', le="' + le + '"', by)
+        return f"{bucket} / {rate(m + '_count', s, by)}"
     b.add(stat("Mean MOS",
-               "Mean estimated MOS of legs that ended in the selected range "
-               "(rate of cms_call_leg_mos_sum over _count, averaged). Bands: >= 4.3 very good, "
-               "3.6-4.3 acceptable, 3.1-3.6 poor, 2.6-3.1 not recommended, < 2.6 very bad.",
-               "none", targets(mean("cms_call_leg_mos", CBT)), thresholds=MOS_STEPS,
+               "Mean estimated MOS of legs that ended on the selected Call Bridges (rate of "
+               "cms_call_leg_mos_sum over _count, averaged over the range). Bands: >= 4.3 very "
+               "good, 3.6-4.3 acceptable, 3.1-3.6 poor, 2.6-3.1 not recommended, < 2.6 very bad."
+               + BY_CB, "none", targets(mean("cms_call_leg_mos", CB)), thresholds=MOS_STEPS,
                calc="mean", decimals=2, min_=1, max_=4.5), 6, 5)
-    b.add(stat("Legs with MOS < 3.1",
-               "Share of legs whose MOS estimate is below 3.1 (not recommended or worse), from "
-               "the le=\"3.1\" bucket over the count, averaged over the range.", "percentunit",
-               targets(f"sum(rate(cms_call_leg_mos_bucket{{{CBT}, le=\"3.1\"}}[{RI}])) / "
-                       f"sum(rate(cms_call_leg_mos_count{{{CBT}}}[{RI}]))"),
-               thresholds=share_steps, calc="mean", decimals=1), 6, 5)
-    b.add(stat("Legs with MOS < 3.6",
-               "Share of legs whose MOS estimate is below 3.6 (poor or worse), from the "
-               "le=\"3.6\" bucket over the count, averaged over the range.", "percentunit",
-               targets(f"sum(rate(cms_call_leg_mos_bucket{{{CBT}, le=\"3.6\"}}[{RI}])) / "
-                       f"sum(rate(cms_call_leg_mos_count{{{CBT}}}[{RI}]))"),
+    b.add(stat("Legs with MOS ≤ 3.1",
+               "Share of scored legs whose MOS estimate is at or below 3.1 (not recommended or "
+               "worse): the le=\"3.1\" bucket over the count, averaged over the range." + BY_CB,
+               "percentunit", targets(below("3.1")), thresholds=SHARE_STEPS, calc="mean",
+               decimals=1), 6, 5)
+    b.add(stat("Legs with MOS ≤ 3.6",
+               "Share of scored legs whose MOS estimate is at or below 3.6 (poor or worse)."
+               + BY_CB, "percentunit", targets(below("3.6")),
                thresholds=steps("green", 0.1, "orange", 0.2, "red"), calc="mean", decimals=1),
           6, 5)
     b.add(stat("Assumed one-way delay (Ta)",
                "mos.assumed_delay_ms in force (cdr_exporter_mos_assumed_delay_seconds): the "
                "delay the E-model assumes, since CMS reports none. 0 = listening quality only.",
-               "s", targets(f"max(cdr_exporter_mos_assumed_delay_seconds{{{JI}}})"), graph="none",
-               color_mode="none"), 6, 5)
+               "s", targets(f"max({sel('cdr_exporter_mos_assumed_delay_seconds', J)})"),
+               graph="none", color_mode="none"), 6, 5)
     b.add(heatmap("MOS distribution",
                   "Legs ended per interval by MOS band (increase of cms_call_leg_mos_bucket; "
-                  "bucket bounds 1, 2, 2.6, 3.1, 3.6, 4, 4.3, 4.5 follow the MOS bands).",
-                  f"sum by (le) (increase(cms_call_leg_mos_bucket{{{CBT}}}[{RI}]))", "none",
-                  scheme="Blues", y_decimals=1, thresholds=MOS_STEPS), 12, 9)
+                  "bucket bounds 1, 2, 2.6, 3.1, 3.6, 4, 4.3, 4.5 follow the MOS bands)." + BY_CB,
+                  inc("cms_call_leg_mos_bucket", CB, "le"), "none", scheme="Blues",
+                  y_decimals=1, thresholds=MOS_STEPS), 12, 9)
     b.add(timeseries("MOS percentiles and mean",
                      "10th percentile, median and mean MOS of legs that ended in the interval; "
                      "background bands are the MOS bands (red < 2.6 < orange < 3.1 < yellow < "
-                     "3.6 < green < 4.3 < dark green).", "none",
-                     targets(*quantiles("cms_call_leg_mos", CBT, qs=(0.1, 0.5)),
-                             (mean("cms_call_leg_mos", CBT), "mean")),
+                     "3.6 < green < 4.3 < dark green)." + BY_CB, "none",
+                     targets(*quantiles("cms_call_leg_mos", CB, qs=(0.1, 0.5)),
+                             (mean("cms_call_leg_mos", CB), "mean")),
                      thresholds=MOS_STEPS, threshold_style="line+area", min_=1, max_=4.5,
                      decimals=2), 12, 9)
-    b.add(timeseries("Share of legs with MOS < 3.1 by tenant and Call Bridge",
-                     "Legs ended with MOS below 3.1 divided by all legs with an estimate, per "
-                     "tenant and Call Bridge (le=\"3.1\" bucket over _count).", "percentunit",
-                     targets((f"sum by (tenant, call_bridge) (rate(cms_call_leg_mos_bucket{{{CBT}, "
-                              f"le=\"3.1\"}}[{RI}])) / sum by (tenant, call_bridge) "
-                              f"(rate(cms_call_leg_mos_count{{{CBT}}}[{RI}]))",
-                              "{{tenant}} @ {{call_bridge}}")),
-                     thresholds=share_steps, threshold_style="line", max_=1), 12, 8)
-    b.add(timeseries("Share of legs with MOS < 3.6 by tenant and Call Bridge",
-                     "Legs ended with MOS below 3.6 divided by all legs with an estimate, per "
-                     "tenant and Call Bridge (le=\"3.6\" bucket over _count).", "percentunit",
-                     targets((f"sum by (tenant, call_bridge) (rate(cms_call_leg_mos_bucket{{{CBT}, "
-                              f"le=\"3.6\"}}[{RI}])) / sum by (tenant, call_bridge) "
-                              f"(rate(cms_call_leg_mos_count{{{CBT}}}[{RI}]))",
-                              "{{tenant}} @ {{call_bridge}}")),
+    b.add(timeseries("Share of legs with MOS ≤ 3.1 by Call Bridge",
+                     "Legs ended with MOS at or below 3.1 divided by all legs with an estimate, "
+                     "per Call Bridge (le=\"3.1\" bucket over _count). CmsCallBridgeLowMos pages "
+                     "above 10 % of at least 100 legs in 15 minutes.", "percentunit",
+                     targets((below("3.1", by="call_bridge"), "{{call_bridge}}")),
+                     thresholds=SHARE_STEPS, threshold_style="line", max_=1), 8, 8)
+    b.add(timeseries("Share of legs with MOS ≤ 3.6 by Call Bridge",
+                     "Legs ended with MOS at or below 3.6 divided by all legs with an estimate, "
+                     "per Call Bridge.", "percentunit",
+                     targets((below("3.6", by="call_bridge"), "{{call_bridge}}")),
                      thresholds=steps("green", 0.1, "orange", 0.2, "red"), threshold_style="line",
-                     max_=1), 12, 8)
+                     max_=1), 8, 8)
     b.add(timeseries("Mean MOS by Call Bridge",
                      "Mean estimated MOS of legs ended in the interval, per Call Bridge, against "
                      "the MOS bands.", "none",
-                     targets((mean("cms_call_leg_mos", CBT, "call_bridge"), "{{call_bridge}}")),
+                     targets((mean("cms_call_leg_mos", CB, "call_bridge"), "{{call_bridge}}")),
                      thresholds=MOS_STEPS, threshold_style="line+area", min_=1, max_=4.5,
-                     decimals=2), 12, 8)
+                     decimals=2), 8, 8)
     b.add(timeseries("Legs without a MOS estimate by reason",
                      "Legs ended without an estimate per interval: no_audio (no rxAudio), "
-                     "no_packet_statistics, invalid_values. These are never scored as perfect.",
-                     "short",
-                     targets((f"sum by (reason) (increase(cms_call_leg_mos_unavailable_total"
-                              f"{{{CBT}}}[{RI}]))", "{{reason}}")), stack=True), 12, 8)
+                     "no_packet_statistics, invalid_values. These are never scored as perfect."
+                     + BY_CB, "short",
+                     targets((inc("cms_call_leg_mos_unavailable_total", CB, "reason"), "{{reason}}")),
+                     stack=True), 24, 7)
 
-    b.row("Packet loss and alarms")
+    b.row("MOS by tenant (worst $topn over the time range)")
+    tscored = inc("cms_tenant_call_leg_mos_count", T, "tenant", RANGE)
+    tended = inc("cms_tenant_call_legs_ended_total", T, "tenant", RANGE)
+    def tbelow(le):
+        return inc("cms_tenant_call_leg_mos_bucket", T + ', le="' + le + '"', "tenant", RANGE)
+    b.add(bargauge("Worst tenants: share of legs with MOS ≤ 3.1",
+                   "Per tenant, scored legs with MOS at or below 3.1 over all scored legs, for "
+                   "tenants with at least $min_legs scored legs (variable)." + OVER_RANGE,
+                   "percentunit", worst(share_by_tenant(tbelow("3.1"), tscored)),
+                   thresholds=SHARE_STEPS, max_=1, decimals=1), 8, 9)
+    b.add(bargauge("Worst tenants: share of legs with MOS ≤ 3.6",
+                   "Per tenant, scored legs with MOS at or below 3.6 over all scored legs, for "
+                   "tenants with at least $min_legs scored legs." + OVER_RANGE, "percentunit",
+                   worst(share_by_tenant(tbelow("3.6"), tscored)),
+                   thresholds=steps("green", 0.1, "orange", 0.2, "red"), max_=1, decimals=1),
+          8, 9)
+    b.add(bargauge("Worst tenants: mean MOS",
+                   "Per tenant, the mean estimated MOS of its scored legs, lowest first, for "
+                   "tenants with at least $min_legs scored legs." + OVER_RANGE, "none",
+                   worst(share_by_tenant(inc("cms_tenant_call_leg_mos_sum", T, "tenant", RANGE),
+                                         tscored), "bottomk"),
+                   thresholds=MOS_STEPS, min_=1, max_=4.5, decimals=2), 8, 9)
+    b.add(heatmap("MOS distribution, selected tenants",
+                  "Legs ended per interval by MOS band, of the selected tenants "
+                  "(cms_tenant_call_leg_mos_bucket): pick one in the Tenant variable." + BY_TENANT,
+                  inc("cms_tenant_call_leg_mos_bucket", T, "le"), "none", scheme="Blues",
+                  y_decimals=1, thresholds=MOS_STEPS), 8, 9)
+    b.add(timeseries("MOS percentiles and mean, selected tenants",
+                     "10th percentile, median and mean MOS of the selected tenants' legs that "
+                     "ended in the interval, against the MOS bands." + BY_TENANT, "none",
+                     targets(*quantiles("cms_tenant_call_leg_mos", T, qs=(0.1, 0.5)),
+                             (mean("cms_tenant_call_leg_mos", T), "mean")),
+                     thresholds=MOS_STEPS, threshold_style="line+area", min_=1, max_=4.5,
+                     decimals=2), 8, 9)
+    b.add(timeseries("Share of legs with MOS ≤ 3.1 and ≤ 3.6, selected tenants",
+                     "Scored legs of the selected tenants at or below 3.1 and 3.6 over all "
+                     "their scored legs. CmsLowMos warns above 10 % (≤ 3.1) of at least 50 legs "
+                     "in 15 minutes." + BY_TENANT, "percentunit",
+                     targets(
+                         (below("3.1", T, "cms_tenant_call_leg_mos"), "≤ 3.1"),
+                         (below("3.6", T, "cms_tenant_call_leg_mos"), "≤ 3.6"),
+                     ), thresholds=SHARE_STEPS, threshold_style="line", max_=1), 8, 9)
+    b.add(bargauge("Worst tenants: legs without a MOS estimate",
+                   "Per tenant, legs that ended without a MOS estimate (no audio, no packet "
+                   "statistics, invalid values) over all its ended legs, for tenants with at least "
+                   "$min_legs ended legs." + OVER_RANGE, "percentunit",
+                   worst(share_by_tenant(
+                       inc("cms_tenant_call_leg_mos_unavailable_total", T, "tenant", RANGE), tended)),
+                   thresholds=steps("green", 0.2, "orange", 0.5, "red"), max_=1, decimals=1), 8, 9)
+    b.add(table("Worst tenants: legs with alarms",
+                "The $topn (tenant, alarm) pairs with the largest share of the tenant's ended legs "
+                "that raised the alarm (packetLoss, excessiveJitter, highRoundTripTime), for "
+                "tenants with at least $min_legs ended legs, over the dashboard's time range."
+                + BY_TENANT, "percentunit",
+                [("Share of ended legs",
+                  f"topk($topn, {inc('cms_tenant_call_legs_with_alarm_total', T, 'tenant, alarm', RANGE)}"
+                  f" / on (tenant) group_left () ({tended} >= $min_legs))")],
+                "Share of ended legs", thresholds=SHARE_STEPS, decimals=1), 8, 9)
+    b.add(timeseries("Alarms and legs without MOS, selected tenants",
+                     "Legs of the selected tenants that raised each alarm type, and legs that "
+                     "ended without a MOS estimate, per interval." + BY_TENANT, "short",
+                     targets(
+                         (inc("cms_tenant_call_legs_with_alarm_total", T, "alarm"), "{{alarm}}"),
+                         (inc("cms_tenant_call_leg_mos_unavailable_total", T), "no MOS estimate"),
+                     )), 8, 9)
+
+    b.row("Packet loss and alarms (by Call Bridge)")
     for media in ("audio", "video"):
+        s = f'{CB}, media="{media}"'
         b.add(timeseries(f"Received {media} packet loss",
                          f"Median, 90th and 99th percentile and mean of the received {media} "
                          "packet loss per leg (time-weighted burst and gap density, "
-                         "cms_call_leg_packet_loss_ratio), over legs ended in the interval.",
-                         "percentunit",
-                         targets(*quantiles("cms_call_leg_packet_loss_ratio",
-                                            f'{CBT}, media="{media}"'),
-                                 (mean("cms_call_leg_packet_loss_ratio", f'{CBT}, media="{media}"'),
-                                  "mean")),
+                         "cms_call_leg_packet_loss_ratio), over legs ended in the interval."
+                         + BY_CB, "percentunit",
+                         targets(*quantiles("cms_call_leg_packet_loss_ratio", s),
+                                 (mean("cms_call_leg_packet_loss_ratio", s), "mean")),
                          thresholds=steps("green", 0.005, "orange", 0.009, "red"),
                          threshold_style="line", decimals=2), 8, 8)
-    b.add(timeseries("Share of legs with > 1 % received audio loss",
+    audio = CB + ', media="audio"'
+    lossy = rate("cms_call_leg_packet_loss_ratio_bucket", audio + ', le="0.01"', "call_bridge")
+    scored = rate("cms_call_leg_packet_loss_ratio_count", audio, "call_bridge")
+    b.add(timeseries("Share of legs with > 1 % received audio loss by Call Bridge",
                      "Legs whose received audio loss exceeds 1 % (1 minus the le=\"0.01\" bucket "
-                     "over the count), per tenant and Call Bridge.", "percentunit",
-                     targets((f"1 - sum by (tenant, call_bridge) (rate(cms_call_leg_packet_loss_ratio_bucket"
-                              f"{{{CBT}, media=\"audio\", le=\"0.01\"}}[{RI}])) / "
-                              f"sum by (tenant, call_bridge) (rate(cms_call_leg_packet_loss_ratio_count"
-                              f"{{{CBT}, media=\"audio\"}}[{RI}]))",
-                              "{{tenant}} @ {{call_bridge}}")),
-                     thresholds=share_steps, threshold_style="line", max_=1), 8, 8)
+                     "over the count), per Call Bridge.", "percentunit",
+                     targets((f"1 - {lossy} / {scored}", "{{call_bridge}}")),
+                     thresholds=SHARE_STEPS, threshold_style="line", max_=1), 8, 8)
     b.add(heatmap("Received audio packet loss distribution",
-                  "Legs ended per interval by received audio loss bucket (0.1 % to 50 %).",
-                  f"sum by (le) (increase(cms_call_leg_packet_loss_ratio_bucket{{{CBT}, "
-                  f"media=\"audio\"}}[{RI}]))", "percentunit"), 8, 8)
+                  "Legs ended per interval by received audio loss bucket (0.1 % to 50 %)." + BY_CB,
+                  inc("cms_call_leg_packet_loss_ratio_bucket", CB + ', media="audio"', "le"),
+                  "percentunit"), 8, 8)
     b.add(timeseries("Alarm time by type",
                      "Seconds legs spent in an alarm condition per interval "
                      "(durationPercentage x durationSeconds / 100 of callLegEnd alarms: packetLoss, "
-                     "excessiveJitter, highRoundTripTime).", "s",
-                     targets((f"sum by (alarm) (increase(cms_call_leg_alarm_seconds_total{{{CBT}}}"
-                              f"[{RI}]))", "{{alarm}}")), stack=True), 8, 8)
+                     "excessiveJitter, highRoundTripTime)." + BY_CB, "s",
+                     targets((inc("cms_call_leg_alarm_seconds_total", CB, "alarm"), "{{alarm}}")),
+                     stack=True), 8, 8)
     b.add(timeseries("Share of leg time in alarm",
                      "Alarm seconds by type divided by the total duration of the legs that ended "
-                     "in the same interval.", "percentunit",
-                     targets((f"sum by (alarm) (rate(cms_call_leg_alarm_seconds_total{{{CBT}}}[{RI}])) "
-                              f"/ scalar(sum(rate(cms_call_leg_duration_seconds_sum{{{CBT}}}[{RI}])))",
+                     "in the same interval." + BY_CB, "percentunit",
+                     targets((f"{rate('cms_call_leg_alarm_seconds_total', CB, 'alarm')} / ignoring (alarm) "
+                              f"group_left () {rate('cms_call_leg_duration_seconds_sum', CB)}",
                               "{{alarm}}")),
                      decimals=2), 8, 8)
-    b.add(timeseries("Legs with alarms by type",
+    b.add(timeseries("Legs with alarms by type and Call Bridge",
                      "Legs that raised each alarm type at least once, per interval "
-                     "(cms_call_legs_with_alarm_total).",
-                     "short",
-                     targets(
-                         (f"sum by (alarm) (increase(cms_call_legs_with_alarm_total{{{CBT}}}[{RI}]))",
-                          "{{alarm}}"),
-                     ), stack=True), 8, 8)
+                     "(cms_call_legs_with_alarm_total). CmsPacketLossAlarms warns when more than "
+                     "20 % of a Call Bridge's legs raise packetLoss.", "short",
+                     targets((inc("cms_call_legs_with_alarm_total", CB, "alarm, call_bridge"),
+                              "{{alarm}} @ {{call_bridge}}")), stack=True), 8, 8)
 
-    b.row("Media")
+    b.row("Media (by Call Bridge)")
     b.add(timeseries("Audio codec mix (streams)",
                      "Audio streams of ended legs per interval by codec and direction (rx = "
-                     "received from the participant, tx = sent to it).", "short",
-                     targets((f"sum by (codec, direction) (increase(cms_call_leg_media_streams_total"
-                              f"{{{CBT}, media=\"audio\"}}[{RI}]))", "{{codec}} {{direction}}")),
+                     "received from the participant, tx = sent to it)." + BY_CB, "short",
+                     targets((inc("cms_call_leg_media_streams_total", CB + ', media="audio"',
+                                  "codec, direction"), "{{codec}} {{direction}}")),
                      stack=True), 8, 8)
     b.add(timeseries("Video codec mix (streams)",
-                     "Video streams of ended legs per interval by codec and direction.", "short",
-                     targets((f"sum by (codec, direction) (increase(cms_call_leg_media_streams_total"
-                              f"{{{CBT}, media=\"video\"}}[{RI}]))", "{{codec}} {{direction}}")),
+                     "Video streams of ended legs per interval by codec and direction." + BY_CB,
+                     "short",
+                     targets((inc("cms_call_leg_media_streams_total", CB + ', media="video"',
+                                  "codec, direction"), "{{codec}} {{direction}}")),
                      stack=True), 8, 8)
     b.add(timeseries("Codec mix by time (received)",
                      "Leg time per interval by received codec (cms_call_leg_media_seconds_total, "
-                     "direction rx): which codecs carry the minutes.", "s",
-                     targets((f"sum by (media, codec) (increase(cms_call_leg_media_seconds_total"
-                              f"{{{CBT}, direction=\"rx\"}}[{RI}]))", "{{media}} {{codec}}")),
+                     "direction rx): which codecs carry the minutes." + BY_CB, "s",
+                     targets((inc("cms_call_leg_media_seconds_total", CB + ', direction="rx"',
+                                  "media, codec"), "{{media}} {{codec}}")),
                      stack=True), 8, 8)
     b.add(heatmap("Received video resolution",
                   "Legs ended per interval by the largest received video height (maxSizeHeight of "
-                  "rxVideo; buckets 144 to 2160 pixels).",
-                  f"sum by (le) (increase(cms_call_leg_video_max_height_pixels_bucket{{{CBT}, "
-                  f"direction=\"rx\"}}[{RI}]))", "none", scheme="Greens", y_decimals=0), 8, 8)
+                  "rxVideo; buckets 144 to 2160 pixels)." + BY_CB,
+                  inc("cms_call_leg_video_max_height_pixels_bucket", CB + ', direction="rx"', "le"),
+                  "none", scheme="Greens", y_decimals=0), 8, 8)
     b.add(timeseries("Video height (median)",
                      "Median of the largest video height per leg, received (rx) and sent (tx), in "
-                     "pixels.", "none",
-                     targets((f"histogram_quantile(0.5, sum by (le, direction) "
-                              f"(rate(cms_call_leg_video_max_height_pixels_bucket{{{CBT}}}[{RI}])))",
+                     "pixels." + BY_CB, "none",
+                     targets((f"histogram_quantile(0.5, {rate('cms_call_leg_video_max_height_pixels_bucket', CB, 'le, direction')})",
                               "p50 {{direction}}")), decimals=0), 8, 8)
     b.add(timeseries("Media encryption",
                      "Share of ended legs by media encryption: encrypted, unencrypted, both, none "
-                     "(neither field present).", "percentunit",
-                     targets((f"sum by (encryption) (rate(cms_call_legs_encryption_total{{{CBT}}}"
-                              f"[{RI}])) / ignoring (encryption) group_left () "
-                              f"sum(rate(cms_call_legs_encryption_total{{{CBT}}}[{RI}]))",
+                     "(neither field present)." + BY_CB, "percentunit",
+                     targets((f"{rate('cms_call_legs_encryption_total', CB, 'encryption')} / ignoring "
+                              f"(encryption) group_left () {rate('cms_call_legs_encryption_total', CB)}",
                               "{{encryption}}")),
-                     stack=True, max_=1,
-                     overrides=[red_override("unencrypted")]), 8, 8)
+                     stack=True, max_=1, overrides=[red_override("unencrypted")]), 8, 8)
     b.add(timeseries("Media usage",
                      "Share of leg time spent as main video viewer or contributor, presentation "
                      "viewer or contributor, and in multistream (mediaUsagePercentages x "
-                     "durationSeconds over the legs' total duration).", "percentunit",
-                     targets((f"sum by (usage) (rate(cms_call_leg_media_usage_seconds_total{{{CBT}}}"
-                              f"[{RI}])) / scalar(sum(rate(cms_call_leg_duration_seconds_sum{{{CBT}}}"
-                              f"[{RI}])))", "{{usage}}")), max_=1), 24, 8)
+                     "durationSeconds over the legs' total duration)." + BY_CB, "percentunit",
+                     targets((f"{rate('cms_call_leg_media_usage_seconds_total', CB, 'usage')} / ignoring "
+                              f"(usage) group_left () {rate('cms_call_leg_duration_seconds_sum', CB)}",
+                              "{{usage}}")), max_=1), 24, 8)
 
-    b.row("Leg end reasons")
+    b.row("Leg end reasons (by Call Bridge; abnormal ones in red)")
+    abnormal_note = (" Abnormal = the reasons in the rules parameter abnormal_ends_reasons, read "
+                     "from the recording rule cms:call_leg_end_reason:abnormal (empty if the "
+                     "shipped rules are not loaded).")
+    ends = dd(f"rate({sel('cms_call_legs_ended_total', CB)}[{RI}])")
     b.add(timeseries("Leg ends by reason",
-                     "callLegEnd records per interval by reason; abnormal reasons (" +
-                     ", ".join(ABNORMAL) + ") are drawn in red.", "short",
-                     targets((f"sum by (reason) (increase(cms_call_legs_ended_total{{{CBT}}}[{RI}]))",
-                              "{{reason}}")),
-                     stack=True, bars=False, overrides=[red_override(ABNORMAL_RE)]), 12, 9)
-    b.add(timeseries("Abnormal leg ends",
-                     "Only the abnormal end reasons (" + ", ".join(ABNORMAL) +
-                     "), per reason and Call Bridge.", "short",
-                     targets((f"sum by (reason, call_bridge) (increase(cms_call_legs_ended_total"
-                              f"{{{CBT}, reason=~\"{ABNORMAL_RE}\"}}[{RI}]))",
+                     "callLegEnd records per second by reason; abnormal reasons are drawn in red."
+                     + abnormal_note + BY_CB, "ops",
+                     targets(
+                         (f"sum by (reason) ({ends} unless on (reason) {ABNORMAL})", "{{reason}}"),
+                         (f"sum by (reason) ({ends} and on (reason) {ABNORMAL})", "{{reason}} (abnormal)"),
+                     ), stack=True, overrides=[red_ref("B")]), 12, 9)
+    b.add(timeseries("Abnormal leg ends by reason and Call Bridge",
+                     "Only the abnormal end reasons, per second, per reason and Call Bridge."
+                     + abnormal_note, "ops",
+                     targets((f"sum by (reason, call_bridge) ({ends} and on (reason) {ABNORMAL})",
                               "{{reason}} @ {{call_bridge}}")),
-                     stack=True, thresholds=steps("green", 1, "red")), 12, 9)
-    b.add(timeseries("Share of abnormal leg ends by tenant and Call Bridge",
-                     "Legs ended with an abnormal reason divided by all legs ended, per tenant and "
-                     "Call Bridge.", "percentunit",
-                     targets((f"sum by (tenant, call_bridge) (rate(cms_call_legs_ended_total{{{CBT}, "
-                              f"reason=~\"{ABNORMAL_RE}\"}}[{RI}])) / sum by (tenant, call_bridge) "
-                              f"(rate(cms_call_legs_ended_total{{{CBT}}}[{RI}]))",
-                              "{{tenant}} @ {{call_bridge}}")),
-                     thresholds=share_steps, threshold_style="line", max_=1), 12, 8)
+                     stack=True, overrides=[red_ref("A")]), 12, 9)
+    b.add(timeseries("Share of abnormal leg ends by Call Bridge",
+                     "Legs ended with an abnormal reason divided by all legs ended, per Call "
+                     "Bridge. CmsAbnormalLegEnds warns above 10 % of at least 50 legs in 15 "
+                     "minutes." + abnormal_note, "percentunit",
+                     targets((f"(sum by (call_bridge) ({ends} and on (reason) {ABNORMAL}) or "
+                              f"{rate('cms_call_legs_ended_total', CB, 'call_bridge')} * 0) / "
+                              f"{rate('cms_call_legs_ended_total', CB, 'call_bridge')}",
+                              "{{call_bridge}}")),
+                     thresholds=SHARE_STEPS, threshold_style="line", max_=1), 8, 8)
     b.add(timeseries("Leg ends by side",
-                     "callLegEnd records per interval by which side tore the leg down "
+                     "callLegEnd records per second by which side tore the leg down "
                      "(remote_teardown true = the participant's side, false = the Meeting Server, "
-                     "unknown = not reported).", "short",
-                     targets((f"sum by (remote_teardown) (increase(cms_call_legs_ended_total"
-                              f"{{{CBT}}}[{RI}]))", "remote teardown {{remote_teardown}}")),
-                     stack=True), 12, 8)
+                     "unknown = not reported)." + BY_CB, "ops",
+                     targets((rate("cms_call_legs_ended_total", CB, "remote_teardown"),
+                              "remote teardown {{remote_teardown}}")), stack=True), 8, 8)
+    b.add(timeseries("Leg ends, selected tenants",
+                     "callLegEnd records per second of the selected tenants (by reason only with "
+                     "labels.tenant_detail = full; the reasons by Call Bridge are above)."
+                     + BY_TENANT, "ops",
+                     targets((rate("cms_tenant_call_legs_ended_total", T), "legs ended"))), 8, 8)
     return b
 
 
@@ -741,26 +986,16 @@ def health():
     b = Board(
         "cdr-receiver-health",
         "CDR receiver health",
-        "cdr-exporter itself: records and batches received per Call Bridge, duplicates, gaps, "
-        "invalid and rejected input, Call Bridge silence and restarts, correlation state, label "
-        "caps and the process.",
+        "cdr-exporter itself: records and batches received per Call Bridge and receiver, "
+        "duplicates, gaps, invalid and rejected input, Call Bridge silence and restarts, HA "
+        "replicas, correlation state, series and label caps, durability and the process.",
         ["cdr-exporter", "cisco-meeting-server"],
     )
+    b.annotations.append(restart_annotation("{{call_bridge}}: new CDR session"))
     b.annotations.append({
         "datasource": dict(DS),
         "enable": True,
-        "expr": f'sum by (call_bridge) (increase(cdr_exporter_sessions_total{{{CB}}}[{RI}])) > 0',
-        "hide": False,
-        "iconColor": "orange",
-        "name": "Call Bridge restarts",
-        "step": "60s",
-        "titleFormat": "Call Bridge restarted",
-        "textFormat": "{{call_bridge}}: new CDR session",
-    })
-    b.annotations.append({
-        "datasource": dict(DS),
-        "enable": True,
-        "expr": f"changes(process_start_time_seconds{{{JI}}}[{RI}]) > 0",
+        "expr": f"changes({sel('process_start_time_seconds', J)}[{RI}]) > 0",
         "hide": False,
         "iconColor": "purple",
         "name": "Exporter restarts",
@@ -769,210 +1004,236 @@ def health():
         "textFormat": "{{instance}}",
     })
     age_steps = steps("green", 600, "orange", 1800, "red")
+    per_receiver = " Per receiver (instance): the two exporters of an HA pair are shown apart."
     b.row("Status")
     b.add(stat("Exporter up",
                "Whether Prometheus could scrape each cdr-exporter instance (up).", "none",
-               targets((f"up{{{JI}}}", "{{instance}}")),
+               targets((f"up{{{J}}}", "{{instance}}")),
                thresholds=steps("red", 1, "green"), graph="none", color_mode="background",
                mappings=[{"type": "value", "options": {
                    "0": {"text": "DOWN", "color": "red", "index": 0},
                    "1": {"text": "UP", "color": "green", "index": 1}}}]), 4, 4)
     b.add(stat("Version",
                "cdr-exporter version (cdr_exporter_build_info).", "none",
-               targets((f"cdr_exporter_build_info{{{JI}}}", "{{version}}")), text_mode="name",
+               targets((sel("cdr_exporter_build_info", J), "{{version}}")), text_mode="name",
                graph="none", color_mode="none"), 4, 4)
     b.add(stat("Uptime",
-               "Time since the exporter process started (process_start_time_seconds).", "s",
-               targets(f"min(time() - process_start_time_seconds{{{JI}}})"), graph="none",
+               "Time since the exporter process started (process_start_time_seconds); the "
+               "youngest of the selected instances.", "s",
+               targets(f"min(time() - {sel('process_start_time_seconds', J)})"), graph="none",
                color_mode="none"), 4, 4)
     b.add(stat("Records / s",
-               "CDR records applied per second (duplicates excluded), all types.", "recps",
-               targets(f"sum(rate(cdr_exporter_records_total{{{CB}}}[{RI}]))"), decimals=2),
-          4, 4)
+               "CDR records applied per second (duplicates excluded), all types, an HA pair "
+               "counted once.", "recps",
+               targets(rate("cdr_exporter_records_total", CB)), decimals=2), 4, 4)
     b.add(stat("Oldest last batch",
-               "Seconds since the most silent selected Call Bridge last had a batch accepted "
-               "(exporter clock). CMS sends nothing while idle, so a quiet Call Bridge at night "
-               "is normal; compare with its active calls.", "s",
-               targets(f"max(time() - cdr_exporter_last_batch_timestamp_seconds{{{CB}}})"),
+               "Seconds since the most silent selected Call Bridge last had a batch accepted by "
+               "any receiver (exporter clock). CMS sends nothing while idle, so a quiet Call "
+               "Bridge at night is normal; compare with its active calls.", "s",
+               targets(f"max(time() - max by (job, call_bridge) ({sel('cdr_exporter_last_batch_timestamp_seconds', CB)}))"),
                thresholds=age_steps, graph="none"), 4, 4)
-    b.add(stat("Records lost",
-               "Records the Call Bridges discarded before they reached the exporter, in the "
-               "last rate interval (correlatorIndex gaps and numPreceedingRecordsMissing).",
-               "short",
-               targets(f"sum(increase(cdr_exporter_records_missing_total{{{CB}}}[{RI}])) or vector(0)"),
+    b.add(stat("Records lost (every receiver)",
+               "Records the Call Bridges discarded before they reached any receiver in the last "
+               "rate interval (the fewest lost by one receiver: an HA peer may have the rest), "
+               "from correlatorIndex gaps and numPreceedingRecordsMissing.", "short",
+               targets(f"sum(min by (job, call_bridge) (increase({sel('cdr_exporter_records_missing_total', CB)}[{RI}]))) or vector(0)"),
                thresholds=steps("green", 1, "red"), decimals=0), 4, 4)
 
     b.row("Records and batches")
     b.add(timeseries("Records applied by type",
-                     "CDR records applied per second by record type (duplicates excluded; "
-                     "unknown types under their own name).", "recps",
-                     targets((f"sum by (record_type) (rate(cdr_exporter_records_total{{{CB}}}[{RI}]))",
-                              "{{record_type}}")), stack=True), 12, 8)
+                     "CDR records applied per second by record type (duplicates excluded).",
+                     "recps",
+                     targets((rate("cdr_exporter_records_total", CB, "record_type"), "{{record_type}}")),
+                     stack=True), 12, 8)
     b.add(timeseries("Records applied by Call Bridge",
                      "CDR records applied per second per Call Bridge.", "recps",
-                     targets((f"sum by (call_bridge) (rate(cdr_exporter_records_total{{{CB}}}[{RI}]))",
-                              "{{call_bridge}}")), stack=True), 12, 8)
-    b.add(timeseries("Batches accepted by Call Bridge",
-                     "CDR POST bodies accepted (answered 200) per second per Call Bridge.", "reqps",
-                     targets((f"sum by (call_bridge) (rate(cdr_exporter_batches_total{{{CB}}}[{RI}]))",
-                              "{{call_bridge}}"))), 8, 8)
+                     targets((rate("cdr_exporter_records_total", CB, "call_bridge"), "{{call_bridge}}")),
+                     stack=True), 12, 8)
+    b.add(timeseries("Batches accepted by Call Bridge and receiver",
+                     "CDR POST bodies accepted (answered 200) per second." + per_receiver, "reqps",
+                     targets((f"sum by (call_bridge, instance) (rate({sel('cdr_exporter_batches_total', CB)}[{RI}]))",
+                              "{{call_bridge}} @ {{instance}}"))), 8, 8)
     b.add(timeseries("Duplicate records",
                      "Records received again (same session and correlatorIndex, e.g. the Call "
-                     "Bridge did not see our 200) and skipped, per interval.", "short",
-                     targets((f"sum by (call_bridge) (increase(cdr_exporter_records_duplicate_total"
-                              f"{{{CB}}}[{RI}]))", "{{call_bridge}}"))), 8, 8)
+                     "Bridge did not see the 200) and skipped, per interval." + per_receiver,
+                     "short",
+                     targets((f"sum by (call_bridge, instance) (increase({sel('cdr_exporter_records_duplicate_total', CB)}[{RI}]))",
+                              "{{call_bridge}} @ {{instance}}"))), 8, 8)
     b.add(timeseries("Missing records",
-                     "Records lost before reaching the exporter per interval (the Call Bridge "
-                     "discarded them while the receiver was unreachable). Any value is a gap in "
-                     "the call data.", "short",
-                     targets((f"sum by (call_bridge) (increase(cdr_exporter_records_missing_total"
-                              f"{{{CB}}}[{RI}]))", "{{call_bridge}}")),
+                     "Records lost before reaching each receiver per interval (the Call Bridge "
+                     "discarded them while that receiver was unreachable). With an HA pair, a gap "
+                     "on one receiver only is no data loss: CmsCdrRecordsMissing pages when every "
+                     "receiver lost records." + per_receiver, "short",
+                     targets((f"sum by (call_bridge, instance) (increase({sel('cdr_exporter_records_missing_total', CB)}[{RI}]))",
+                              "{{call_bridge}} @ {{instance}}")),
                      thresholds=steps("green", 1, "red"), threshold_style="line"), 8, 8)
     b.add(timeseries("Invalid records by reason",
                      "Records in well-formed batches that could not be used, per interval, by "
-                     "reason and Call Bridge (stale_session = late records of a restarted Call "
-                     "Bridge's old session).", "short",
-                     targets((f"sum by (reason, call_bridge) (increase(cdr_exporter_records_invalid_total"
-                              f"{{{CB}}}[{RI}]))", "{{reason}} @ {{call_bridge}}")), stack=True),
-          8, 8)
+                     "reason and Call Bridge.", "short",
+                     targets((inc("cdr_exporter_records_invalid_total", CB, "reason, call_bridge"),
+                              "{{reason}} @ {{call_bridge}}")), stack=True), 8, 8)
     b.add(timeseries("Unmatched records",
                      "Update and end records for objects the exporter was not tracking (it started "
                      "mid-call, or the start record was lost), per interval.", "short",
-                     targets((f"sum by (record_type, call_bridge) (increase("
-                              f"cdr_exporter_records_unmatched_total{{{CB}}}[{RI}]))",
+                     targets((inc("cdr_exporter_records_unmatched_total", CB, "record_type, call_bridge"),
                               "{{record_type}} @ {{call_bridge}}")), stack=True), 8, 8)
     b.add(timeseries("Batches rejected by reason",
-                     "CDR POST bodies rejected whole (400/413) per interval, by reason. Rejected "
-                     "bodies are kept in data_dir/quarantine. Not attributable to a Call Bridge.",
-                     "short",
-                     targets((f"sum by (reason) (increase(cdr_exporter_batches_rejected_total{{{JI}}}"
-                              f"[{RI}]))", "{{reason}}")),
+                     "CDR POST bodies rejected whole per interval, by reason and receiver. "
+                     "Rejected bodies are kept in data_dir/quarantine. Not attributable to a Call "
+                     "Bridge. One stray rejection is noise; CdrExporterRejectingBatches opens a "
+                     "ticket when they go on.", "short",
+                     targets((f"sum by (reason, instance) (increase({sel('cdr_exporter_batches_rejected_total', J)}[{RI}]))",
+                              "{{reason}} @ {{instance}}")),
                      stack=True), 8, 8)
 
-    b.row("Call Bridges")
-    b.add(timeseries("Age of the last batch per Call Bridge",
-                     "Seconds since each Call Bridge last had a batch accepted (time() - "
-                     "cdr_exporter_last_batch_timestamp_seconds, exporter clock). Rising steadily "
-                     "while calls are active means the Call Bridge stopped sending.", "s",
-                     targets((f"time() - cdr_exporter_last_batch_timestamp_seconds{{{CB}}}",
-                              "{{call_bridge}}")),
+    b.row("Call Bridges and HA replicas")
+    b.add(timeseries("Age of the last batch per Call Bridge and receiver",
+                     "Seconds since each receiver last accepted a batch from each Call Bridge "
+                     "(time() - cdr_exporter_last_batch_timestamp_seconds, exporter clock). Rising "
+                     "steadily while calls are active means the Call Bridge stopped sending."
+                     + per_receiver, "s",
+                     targets((f"time() - {sel('cdr_exporter_last_batch_timestamp_seconds', CB)}",
+                              "{{call_bridge}} @ {{instance}}")),
                      thresholds=age_steps, threshold_style="line"), 8, 8)
     b.add(timeseries("Age of the last record per Call Bridge",
                      "Seconds since the time attribute of the newest record applied (time() - "
                      "cdr_exporter_last_record_timestamp_seconds, Call Bridge clock). The "
                      "difference to the batch age is clock skew or a backlog being sent.", "s",
-                     targets((f"time() - cdr_exporter_last_record_timestamp_seconds{{{CB}}}",
+                     targets((f"time() - {agg('call_bridge', sel('cdr_exporter_last_record_timestamp_seconds', CB), 'max')}",
                               "{{call_bridge}}")),
                      thresholds=age_steps, threshold_style="line"), 8, 8)
+    b.add(timeseries("HA replicas: how far each receiver is behind",
+                     "Per Call Bridge and receiver, how much older its last batch is than the "
+                     "freshest receiver's of the same job: 0 for a single exporter and for a "
+                     "healthy pair. CmsCdrReplicaBehind warns above 15 minutes.", "s",
+                     targets((f"max by (job, call_bridge) ({sel('cdr_exporter_last_batch_timestamp_seconds', CB)}) "
+                              f"- on (job, call_bridge) group_right () {sel('cdr_exporter_last_batch_timestamp_seconds', CB)}",
+                              "{{call_bridge}} @ {{instance}}")),
+                     thresholds=steps("green", 900, "orange"), threshold_style="line"), 8, 8)
     b.add(timeseries("Call Bridge restarts",
                      "New CDR sessions per interval after the first (increase of "
                      "cdr_exporter_sessions_total): each is a Call Bridge restart, whose calls, "
                      "legs, recordings and streamings the exporter ended.", "short",
-                     targets((f"sum by (call_bridge) (increase(cdr_exporter_sessions_total{{{CB}}}"
-                              f"[{RI}]))", "{{call_bridge}}")),
-                     bars=True, thresholds=steps("green", 1, "orange")), 8, 8)
+                     targets((inc("cdr_exporter_sessions_total", CB, "call_bridge"), "{{call_bridge}}")),
+                     bars=True, thresholds=steps("green", 1, "orange")), 24, 6)
 
-    b.row("Correlation state and labels")
+    b.row("Correlation state, series and labels")
     b.add(timeseries("Tracked objects",
-                     "Calls, call legs, recordings and streamings held in memory awaiting their "
-                     "end record (cdr_exporter_tracked_objects).", "short",
-                     targets((f"sum by (kind) (cdr_exporter_tracked_objects{{{JI}}})", "{{kind}}"))),
-          8, 8)
+                     "Calls, call legs, recordings, streamings and sessions held in memory awaiting "
+                     "their end record (cdr_exporter_tracked_objects)." + per_receiver, "short",
+                     targets((f"sum by (instance, kind) ({sel('cdr_exporter_tracked_objects', J)})",
+                              "{{kind}} @ {{instance}}"))), 8, 8)
     b.add(timeseries("Evicted objects",
                      "Objects dropped without an end record per interval, by kind and reason "
-                     "(max_age, max_objects, restart).", "short",
-                     targets((f"sum by (kind, reason) (increase(cdr_exporter_evicted_objects_total"
-                              f"{{{JI}}}[{RI}]))", "{{kind}} {{reason}}")), stack=True), 8, 8)
+                     "(max_age, max_objects, restart, call_ended, max_sessions).", "short",
+                     targets((inc("cdr_exporter_evicted_objects_total", J, "kind, reason"),
+                              "{{kind}} {{reason}}")), stack=True), 8, 8)
     b.add(timeseries("Label overflow",
                      "Label values replaced by other per interval, by label and cause: the "
                      "label's cap on distinct values was reached (max_values: "
                      "labels.max_call_bridges, labels.max_tenants, labels.max_values) or the value "
-                     "was longer than labels.max_value_bytes (too_long).", "short",
-                     targets((f"sum by (label, cause) (increase(cdr_exporter_label_overflow_total"
-                              f"{{{JI}}}[{RI}]))", "{{label}} {{cause}}")),
+                     "was longer than labels.max_value_bytes (too_long). A tenant reported as other "
+                     "never raises CmsLowMos.", "short",
+                     targets((inc("cdr_exporter_label_overflow_total", J, "label, cause"),
+                              "{{label}} {{cause}}")),
                      thresholds=steps("green", 1, "orange"), threshold_style="line"), 8, 8)
+    b.add(timeseries("Series stored",
+                     "Series held in all metric families (cdr_exporter_series); labels.max_series "
+                     "(150,000 by default) is the budget: beyond it new label combinations are "
+                     "reported under other." + per_receiver, "short",
+                     targets((f"sum by (instance) ({sel('cdr_exporter_series', J)})", "{{instance}}"))),
+          12, 8)
+    b.add(timeseries("Series budget exceeded by family",
+                     "Updates reported under the family's other series per interval because "
+                     "labels.max_series was reached (cdr_exporter_series_budget_exceeded_total). "
+                     "Anything above 0: raise the budget or lower the detail.", "short",
+                     targets((inc("cdr_exporter_series_budget_exceeded_total", J, "family"), "{{family}}")),
+                     thresholds=steps("green", 1, "orange"), threshold_style="line"), 12, 8)
 
     b.row("Durability and bounds")
     b.add(stat("Last start: batches lost",
                "Acknowledged batches the last start could not replay (damaged journal entries, "
                "or no readable snapshot and a journal that no longer reaches back to the start). "
                "Anything above 0 is data loss: see the runbook.", "short",
-               targets(f"max(cdr_exporter_recovery_lost_batches{{{JI}}})"),
+               targets(f"max({sel('cdr_exporter_recovery_lost_batches', J)})"),
                thresholds=steps("green", 1, "red"), decimals=0), 4, 4)
     b.add(stat("Last start: unreadable snapshots",
                "Snapshots that could not be read at the last start (moved to "
                "data_dir/snapshots/damaged). An older snapshot and a longer replay were used.",
-               "short", targets(f"max(cdr_exporter_recovery_unreadable_snapshots{{{JI}}})"),
+               "short", targets(f"max({sel('cdr_exporter_recovery_unreadable_snapshots', J)})"),
                thresholds=steps("green", 1, "orange"), decimals=0), 4, 4)
     b.add(stat("Last start: state incomplete",
                "1 if the last start could not rebuild the whole state.", "short",
-               targets(f"max(cdr_exporter_recovery_incomplete{{{JI}}})"),
+               targets(f"max({sel('cdr_exporter_recovery_incomplete', J)})"),
                thresholds=steps("green", 1, "red"), decimals=0), 4, 4)
     b.add(stat("Last start: journal replayed",
                "Batches replayed from the journal at the last start, and bytes of the journal "
                "that were not a valid entry (torn writes, damage) and were skipped.", "short",
-               targets((f"max(cdr_exporter_recovery_replayed_batches{{{JI}}})", "batches"),
-                       (f"max(cdr_exporter_recovery_corrupt_bytes{{{JI}}})", "corrupt bytes",)), decimals=0), 4, 4)
+               targets((f"max({sel('cdr_exporter_recovery_replayed_batches', J)})", "batches"),
+                       (f"max({sel('cdr_exporter_recovery_corrupt_bytes', J)})", "corrupt bytes")),
+               decimals=0), 4, 4)
     b.add(stat("Snapshot age",
                "Seconds since the last snapshot was written (snapshot.interval_seconds apart; "
-               "the journal grows until one succeeds).", "s",
-               targets(f"max(time() - cdr_exporter_snapshot_last_success_timestamp_seconds{{{JI}}})"),
+               "the journal grows until one succeeds). The gauge is 0 until the first snapshot "
+               "after a start.", "s",
+               targets(f"max(time() - {sel('cdr_exporter_snapshot_last_success_timestamp_seconds', J)})"),
                thresholds=steps("green", 900, "orange", 3600, "red"), graph="none"), 4, 4)
     b.add(stat("Snapshot: batches held back",
                "How long the last snapshot held batches back while it copied the state, and how "
                "long it took in all (serialising and writing happen while batches flow).", "s",
-               targets((f"max(cdr_exporter_snapshot_last_gate_seconds{{{JI}}})", "held back"),
-                       (f"max(cdr_exporter_snapshot_last_duration_seconds{{{JI}}})", "total",)), decimals=3), 4, 4)
+               targets((f"max({sel('cdr_exporter_snapshot_last_gate_seconds', J)})", "held back"),
+                       (f"max({sel('cdr_exporter_snapshot_last_duration_seconds', J)})", "total")),
+               decimals=3), 4, 4)
     b.add(timeseries("Journal",
                      "Batches appended and fsync calls per second (concurrent batches share one "
-                     "fsync), and failed writes per interval (each answered 503).", "short",
-                     targets(
-                         (f"sum(rate(cdr_exporter_journal_appends_total{{{JI}}}[{RI}]))", "appends/s"),
-                         (f"sum(rate(cdr_exporter_journal_fsyncs_total{{{JI}}}[{RI}]))", "fsyncs/s"),
-                         (f"sum(increase(cdr_exporter_journal_errors_total{{{JI}}}[{RI}]))",
-                          "errors"),
-                     ), overrides=[red_override("errors")]), 8, 8)
-    b.add(timeseries("Journal fsync time",
-                     "Mean time of one journal fsync, and bytes written to the journal per "
-                     "second.", "s",
-                     targets(
-                         (f"sum(rate(cdr_exporter_journal_fsync_seconds_total{{{JI}}}[{RI}])) / "
-                          f"sum(rate(cdr_exporter_journal_fsyncs_total{{{JI}}}[{RI}]))", "per fsync"),
-                         (f"sum(rate(cdr_exporter_journal_written_bytes_total{{{JI}}}[{RI}]))",
-                          "bytes/s"),
-                     )), 8, 8)
-    b.add(timeseries("Quarantine and suppressed log lines",
-                     "Rejected bodies kept in data_dir/quarantine (files), bodies not kept or "
-                     "removed to stay within quarantine_max_bytes / quarantine_max_files, and log "
-                     "lines suppressed because their call site wrote 10 in 10 s, per interval.",
+                     "fsync), and failed writes per interval (each answered 503)." + per_receiver,
                      "short",
                      targets(
-                         (f"max(cdr_exporter_quarantine_files{{{JI}}})", "files kept"),
-                         (f"max(cdr_exporter_quarantine_bytes{{{JI}}})", "bytes kept"),
-                         (f"sum(increase(cdr_exporter_quarantine_dropped_total{{{JI}}}[{RI}]))",
-                          "bodies dropped"),
-                         (f"sum(increase(cdr_exporter_log_lines_suppressed_total{{{JI}}}[{RI}]))",
-                          "log lines suppressed"),
+                         (f"sum by (instance) (rate({sel('cdr_exporter_journal_appends_total', J)}[{RI}]))", "appends/s {{instance}}"),
+                         (f"sum by (instance) (rate({sel('cdr_exporter_journal_fsyncs_total', J)}[{RI}]))", "fsyncs/s {{instance}}"),
+                         (f"sum by (instance) (increase({sel('cdr_exporter_journal_errors_total', J)}[{RI}]))", "errors {{instance}}"),
+                     ), overrides=[red_ref("C")]), 8, 8)
+    b.add(timeseries("Journal fsync time",
+                     "Mean time of one journal fsync, and bytes written to the journal per "
+                     "second." + per_receiver, "s",
+                     targets(
+                         (f"sum by (instance) (rate({sel('cdr_exporter_journal_fsync_seconds_total', J)}[{RI}])) / "
+                          f"sum by (instance) (rate({sel('cdr_exporter_journal_fsyncs_total', J)}[{RI}]))", "per fsync {{instance}}"),
+                         (f"sum by (instance) (rate({sel('cdr_exporter_journal_written_bytes_total', J)}[{RI}]))",
+                          "bytes/s {{instance}}"),
+                     )), 8, 8)
+    b.add(timeseries("Quarantine and suppressed log lines",
+                     "Rejected bodies kept in data_dir/quarantine (files and bytes), bodies not "
+                     "kept or removed to stay within quarantine_max_bytes / quarantine_max_files, "
+                     "and log lines suppressed because their call site wrote 10 in 10 s, per "
+                     "interval." + per_receiver, "short",
+                     targets(
+                         (f"sum by (instance) ({sel('cdr_exporter_quarantine_files', J)})", "files kept {{instance}}"),
+                         (f"sum by (instance) ({sel('cdr_exporter_quarantine_bytes', J)})", "bytes kept {{instance}}"),
+                         (f"sum by (instance) (increase({sel('cdr_exporter_quarantine_dropped_total', J)}[{RI}]))",
+                          "bodies dropped {{instance}}"),
+                         (f"sum by (instance) (increase({sel('cdr_exporter_log_lines_suppressed_total', J)}[{RI}]))",
+                          "log lines suppressed {{instance}}"),
                      )), 8, 8)
 
     b.row("Process")
     b.add(timeseries("CPU",
                      "CPU time used by the exporter per second (1 = one core).", "percentunit",
-                     targets((f"rate(process_cpu_seconds_total{{{JI}}}[{RI}])", "{{instance}}")),
+                     targets((f"rate({sel('process_cpu_seconds_total', J)}[{RI}])", "{{instance}}")),
                      decimals=1), 6, 8)
     b.add(timeseries("Memory",
                      "Resident and virtual memory of the exporter process.", "bytes",
                      targets(
-                         (f"process_resident_memory_bytes{{{JI}}}", "resident {{instance}}"),
-                         (f"process_virtual_memory_bytes{{{JI}}}", "virtual {{instance}}"),
+                         (sel("process_resident_memory_bytes", J), "resident {{instance}}"),
+                         (sel("process_virtual_memory_bytes", J), "virtual {{instance}}"),
                      )), 6, 8)
     b.add(timeseries("File descriptors and threads",
                      "Open file descriptors (each Call Bridge keeps a connection open) against "
                      "the limit, and threads.", "short",
                      targets(
-                         (f"process_open_fds{{{JI}}}", "open fds {{instance}}"),
-                         (f"process_max_fds{{{JI}}}", "max fds {{instance}}"),
-                         (f"process_threads{{{JI}}}", "threads {{instance}}"),
+                         (sel("process_open_fds", J), "open fds {{instance}}"),
+                         (sel("process_max_fds", J), "max fds {{instance}}"),
+                         (sel("process_threads", J), "threads {{instance}}"),
                      )), 6, 8)
     b.add(timeseries("HTTP connections",
                      "Connections open to the receiver (Call Bridges keep one each, plus "
@@ -980,11 +1241,10 @@ def health():
                      "(max_connections = server.max_connections reached, tls_handshake).",
                      "short",
                      targets(
-                         (f"sum by (instance) (cdr_exporter_connections_active{{{JI}}})",
-                          "open {{instance}}"),
-                         (f"sum by (reason) (increase(cdr_exporter_connections_rejected_total"
-                          f"{{{JI}}}[{RI}]))", "rejected {{reason}}"),
-                     ), overrides=[red_override("rejected .*")]), 6, 8)
+                         (f"sum by (instance) ({sel('cdr_exporter_connections_active', J)})", "open {{instance}}"),
+                         (f"sum by (instance, reason) (increase({sel('cdr_exporter_connections_rejected_total', J)}[{RI}]))",
+                          "rejected {{reason}} {{instance}}"),
+                     ), overrides=[red_ref("B")]), 6, 8)
     return b
 
 

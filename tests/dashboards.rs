@@ -17,7 +17,14 @@
 //!   functions Prometheus 2.42 has, names only exposed metrics, filters every selector on
 //!   `job=~"$job"`, `instance=~"$instance"` and, where the metric has them,
 //!   `call_bridge=~"$call_bridge"` and `tenant=~"$tenant"` (and never on a label it lacks);
-//! - rate/increase/irate windows are `$__rate_interval`, never hard-coded;
+//! - rate/increase/irate windows are `$__rate_interval`, never hard-coded; instant targets
+//!   (tables and bar gauges that summarise the dashboard's range) may also use `$__range`;
+//! - readable at thousands of tenants: no expression returns one series per tenant unless a
+//!   `topk`/`bottomk($topn, ...)` bounds it (N is the `topn` variable, default 10); such
+//!   targets are instant, in a table sorted by its value or a bar gauge sorted worst first by
+//!   `sort_desc`/`sort`;
+//! - recording rules may be read only if the shipped rule files define them and their name
+//!   holds no window (windows are rules parameters);
 //! - counters (and histogram series) appear only as the range argument of
 //!   rate/increase/irate/resets/changes, or where only their label sets count (absent(),
 //!   absent_over_time/present_over_time, the right operand of and/unless, and the new-series
@@ -32,7 +39,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, Expr, VectorSelector};
+use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -321,14 +328,47 @@ const FILTER_VARIABLES: &[&str] = &["job", "instance", "call_bridge", "tenant"];
 /// Labels that are required only where the metric has them.
 const OPTIONAL_FILTERS: &[&str] = &["call_bridge", "tenant"];
 
+/// What `$__range` becomes: like the rate interval, a window nobody writes by hand.
+const RANGE_SENTINEL: &str = "6h6m6s";
+const RANGE: Duration = Duration::from_secs(6 * 3600 + 6 * 60 + 6);
+
 fn var_sentinel(name: &str) -> String {
     format!("__grafana_var_{name}__")
 }
 
+/// A dashboard's template variables: every name, and the value of those that are numbers
+/// (custom variables such as `topn`, which PromQL needs as numbers, e.g. in topk).
+#[derive(Default)]
+struct Vars {
+    names: BTreeSet<String>,
+    numbers: BTreeMap<String, String>,
+}
+
+impl Vars {
+    fn of(list: &[&Value]) -> Vars {
+        let mut v = Vars::default();
+        for var in list {
+            let name = str_of(var, "name").to_owned();
+            let current = var.pointer("/current/value").and_then(Value::as_str);
+            if str_of(var, "type") == "custom" {
+                if let Some(n) = current.filter(|c| c.parse::<f64>().is_ok()) {
+                    v.numbers.insert(name.clone(), n.to_owned());
+                }
+            }
+            v.names.insert(name);
+        }
+        v
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+}
+
 /// Replaces Grafana variables by values promql-parser accepts. `vars` are the dashboard's
-/// template variables (each becomes a recognisable literal); built-in intervals become
-/// durations, `$__rate_interval` the sentinel window.
-fn substitute(expr: &str, vars: &BTreeSet<String>) -> Result<String, String> {
+/// template variables (numeric ones become their value, the others a recognisable literal);
+/// built-in intervals become durations, `$__rate_interval` and `$__range` sentinel windows.
+fn substitute(expr: &str, vars: &Vars) -> Result<String, String> {
     if let Some(i) = expr.find("[[") {
         if expr[i + 2..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
             return Err("deprecated [[var]] syntax".into());
@@ -365,10 +405,11 @@ fn substitute(expr: &str, vars: &BTreeSet<String>) -> Result<String, String> {
             "__rate_interval" => RATE_INTERVAL_SENTINEL.to_owned(),
             "__interval" => "1m".into(),
             "__interval_ms" => "60000".into(),
-            "__range" => "1h".into(),
+            "__range" => RANGE_SENTINEL.to_owned(),
             "__range_s" => "3600".into(),
             "__range_ms" => "3600000".into(),
             "" => return Err(format!("lone $ at offset {i}")),
+            n if vars.numbers.contains_key(n) => vars.numbers[n].clone(),
             n if vars.contains(n) => var_sentinel(n),
             n => return Err(format!("unknown variable ${n}")),
         };
@@ -381,6 +422,8 @@ fn substitute(expr: &str, vars: &BTreeSet<String>) -> Result<String, String> {
 /// Which checks apply to an expression.
 #[derive(Clone, Copy)]
 struct Rules {
+    /// cms_* series are deduplicated over the copies of an HA pair before anything adds them.
+    dedup: bool,
     /// Selectors must carry the dashboard's job/instance/call_bridge/tenant filters.
     label_filters: bool,
     /// rate/increase/irate must use `$__rate_interval`.
@@ -390,16 +433,19 @@ struct Rules {
 }
 
 const DASHBOARD_RULES: Rules = Rules {
+    dedup: true,
     label_filters: true,
     rate_interval: true,
     types: true,
 };
 const RULE_FILE_RULES: Rules = Rules {
+    dedup: true,
     label_filters: false,
     rate_interval: false,
     types: true,
 };
 const VARIABLE_RULES: Rules = Rules {
+    dedup: false,
     label_filters: false,
     rate_interval: false,
     types: false,
@@ -412,9 +458,16 @@ struct Checker<'a> {
     /// Extra names allowed in this context (e.g. ALERTS in rule files).
     extra: &'a [&'a str],
     rules: Rules,
+    /// An instant target (a table or bar gauge over the dashboard's range): `$__range` is a
+    /// window too.
+    instant: bool,
     /// Where we are, for messages.
     at: String,
     problems: Vec<String>,
+    /// For each enclosing aggregation, innermost last: whether it keeps the copies of an HA
+    /// pair apart (`max without (instance)`, `min/max by (...)` without instance, or `by`
+    /// with instance).
+    aggregations: Vec<bool>,
 }
 
 /// How a selector is used by its parent.
@@ -434,7 +487,7 @@ impl<'a> Checker<'a> {
         self.problems.push(format!("{}: {msg}", self.at));
     }
 
-    fn check(&mut self, expr: &str, vars: &BTreeSet<String>) {
+    fn check(&mut self, expr: &str, vars: &Vars) {
         let text = if self.rules.label_filters || self.rules.rate_interval {
             match substitute(expr, vars) {
                 Ok(t) => t,
@@ -443,10 +496,83 @@ impl<'a> Checker<'a> {
         } else {
             expr.to_owned()
         };
-        match parser::parse(&text) {
-            Ok(ast) => self.walk(&ast),
-            Err(e) => self.problem(format!("PromQL parse error {e:?} in `{text}`")),
+        let ast = match parser::parse(&text) {
+            Ok(ast) => ast,
+            Err(e) => return self.problem(format!("PromQL parse error {e:?} in `{text}`")),
+        };
+        self.walk(&ast);
+        if self.rules.label_filters {
+            // A dashboard: thousands of tenants must not become thousands of lines.
+            if self.per_tenant(&ast) {
+                self.problem(format!(
+                    "returns one series per tenant (up to labels.max_tenants): bound it with \
+                     topk/bottomk($topn, ...) in a table or bar gauge: `{expr}`"
+                ));
+            }
+            let flat: String = expr.split_whitespace().collect();
+            let limits = flat.matches("topk(").count() + flat.matches("bottomk(").count();
+            let by_n = flat.matches("topk($topn,").count() + flat.matches("bottomk($topn,").count();
+            if limits != by_n {
+                self.problem(format!(
+                    "topk/bottomk must take the dashboard variable $topn as N: `{expr}`"
+                ));
+            }
         }
+    }
+
+    /// Whether `e` returns a series per tenant that no topk/bottomk bounds.
+    fn per_tenant(&self, e: &Expr) -> bool {
+        let has = |l: &promql_parser::label::Labels| l.labels.iter().any(|x| x == "tenant");
+        match e {
+            Expr::Aggregate(a) => {
+                let op = a.op.to_string().to_lowercase();
+                if op == "topk" || op == "bottomk" {
+                    return false;
+                }
+                match &a.modifier {
+                    Some(LabelModifier::Include(l)) => has(l) && self.per_tenant(&a.expr),
+                    Some(LabelModifier::Exclude(l)) => !has(l) && self.per_tenant(&a.expr),
+                    None => false,
+                }
+            }
+            Expr::Binary(b) => {
+                let op = b.op.to_string().to_lowercase();
+                let (l, r) = (self.per_tenant(&b.lhs), self.per_tenant(&b.rhs));
+                let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+                match op.as_str() {
+                    // `x and on (tenant) topk(...)` keeps only the bounded tenants.
+                    "and" => l && !is_topk(&b.rhs),
+                    "unless" => l,
+                    "or" => l || r,
+                    _ => match matching {
+                        Some(LabelModifier::Include(on)) => has(on) && (l || r),
+                        Some(LabelModifier::Exclude(ign)) => !has(ign) && (l || r),
+                        None => l || r,
+                    },
+                }
+            }
+            Expr::Call(c) => {
+                let f = c.func.name;
+                !matches!(
+                    f,
+                    "scalar" | "vector" | "time" | "absent" | "absent_over_time"
+                ) && c.args.args.iter().any(|a| self.per_tenant(a))
+            }
+            Expr::Paren(p) => self.per_tenant(&p.expr),
+            Expr::Unary(u) => self.per_tenant(&u.expr),
+            Expr::Subquery(s) => self.per_tenant(&s.expr),
+            Expr::VectorSelector(vs) => self.selects_tenants(vs),
+            Expr::MatrixSelector(ms) => self.selects_tenants(&ms.vs),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
+        }
+    }
+
+    fn selects_tenants(&self, vs: &VectorSelector) -> bool {
+        let name = vs.name.clone().unwrap_or_default();
+        self.cat
+            .labels
+            .get(&name)
+            .is_some_and(|l| l.contains("tenant"))
     }
 
     fn walk(&mut self, e: &Expr) {
@@ -461,7 +587,17 @@ impl<'a> Checker<'a> {
                 if let Some(p) = &a.param {
                     self.walk(p);
                 }
+                let instance =
+                    |l: &promql_parser::label::Labels| l.labels.iter().any(|x| x == "instance");
+                let pick = op == "max" || op == "min";
+                let dedups = match &a.modifier {
+                    Some(LabelModifier::Exclude(l)) => pick && instance(l),
+                    Some(LabelModifier::Include(l)) => instance(l) || pick,
+                    None => false,
+                };
+                self.aggregations.push(dedups);
                 self.walk(&a.expr);
+                self.aggregations.pop();
             }
             Expr::Unary(u) => self.walk(&u.expr),
             Expr::Binary(b) => {
@@ -572,16 +708,36 @@ impl<'a> Checker<'a> {
         }
         if let (Use::RangeOf(f), Some(r)) = (usage, range) {
             if self.rules.rate_interval && RATE_FUNCTIONS.contains(&f) && r != RATE_INTERVAL {
-                self.problem(format!(
-                    "{f}() over a hard-coded window {} in {vs}; use [$__rate_interval]",
-                    fmt_duration(r)
-                ));
+                if r == RANGE && !self.instant {
+                    self.problem(format!(
+                        "{f}() over $__range in a range query {vs}: only instant targets \
+                         summarise the whole range; use [$__rate_interval]"
+                    ));
+                } else if r != RANGE {
+                    self.problem(format!(
+                        "{f}() over a hard-coded window {} in {vs}; use [$__rate_interval]",
+                        fmt_duration(r)
+                    ));
+                }
             }
         }
         for name in self.names(vs) {
             let kind = if let Some(k) = self.cat.kind(&name) {
                 k
             } else if self.recorded.contains(&name) || self.extra.contains(&name.as_str()) {
+                // A window in a recorded name is a rules parameter: the dashboard would break
+                // when an operator renders the rules with another one.
+                let op = name.rsplit(':').next().unwrap_or("");
+                let windowed = op.ends_with(|c: char| "smhdwy".contains(c))
+                    && op
+                        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                        .ends_with(|c: char| c.is_ascii_digit());
+                if self.rules.label_filters && windowed {
+                    self.problem(format!(
+                        "recorded series {name} is named after a rules window; dashboards \
+                         must compute it with $__rate_interval or read a rule without a window"
+                    ));
+                }
                 Kind::Other
             } else {
                 self.problem(format!("metric {name} is not exposed by cdr-exporter"));
@@ -589,6 +745,18 @@ impl<'a> Checker<'a> {
             };
             if self.rules.types {
                 self.types(&name, kind, usage);
+            }
+            // An HA pair exposes every series twice; presence-only uses add nothing up.
+            if self.rules.dedup
+                && name.starts_with("cms_")
+                && usage != Use::Presence
+                && self.aggregations.last() != Some(&true)
+            {
+                self.problem(format!(
+                    "{name} is not deduplicated over the exporters of an HA pair: the \
+                     aggregation nearest to it must be `max without (instance)` (or keep \
+                     instance): {vs}"
+                ));
             }
             if self.rules.label_filters {
                 self.filters(&name, vs);
@@ -649,6 +817,20 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Whether `e` is a topk/bottomk, through parentheses and sort/sort_desc.
+fn is_topk(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => is_topk(&p.expr),
+        Expr::Call(c) if matches!(c.func.name, "sort" | "sort_desc") => {
+            c.args.args.first().is_some_and(|a| is_topk(a))
+        }
+        Expr::Aggregate(a) => {
+            matches!(a.op.to_string().to_lowercase().as_str(), "topk" | "bottomk")
+        }
+        _ => false,
+    }
+}
+
 /// `e` if it is an instant vector selector, through parentheses.
 fn bare_selector(e: &Expr) -> Option<&VectorSelector> {
     match e {
@@ -698,8 +880,14 @@ fn variable_query(v: &Value) -> &str {
 /// The MOS bands of `shared/spec/voip-mos-notes.txt` and the README.
 const MOS_BANDS: [f64; 4] = [2.6, 3.1, 3.6, 4.3];
 
-/// All problems of one dashboard. `file` names it in messages.
-fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
+/// All problems of one dashboard. `file` names it in messages; `recorded` are the names the
+/// shipped recording rules define.
+fn check_dashboard(
+    file: &str,
+    d: &Value,
+    cat: &Catalogue,
+    recorded: &BTreeSet<String>,
+) -> Vec<String> {
     let mut own = Vec::new();
     let mut problems = Vec::new();
     let mut p = |m: String| own.push(format!("{file}: {m}"));
@@ -727,7 +915,7 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|l| l.iter().collect())
         .unwrap_or_default();
-    let var_names: BTreeSet<String> = vars.iter().map(|v| str_of(v, "name").to_owned()).collect();
+    let var_names = Vars::of(&vars);
     let find = |n: &str| vars.iter().find(|v| str_of(v, "name") == n).copied();
     match find("datasource") {
         Some(v) if str_of(v, "type") == "datasource" && str_of(v, "query") == "prometheus" => {}
@@ -735,6 +923,15 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
         None => p("no datasource variable".into()),
     }
     let no_recorded = BTreeSet::new();
+    // N of the worst-N tables: a dashboard variable, 10 unless the viewer picks another.
+    if d.to_string().contains("$topn") {
+        match find("topn") {
+            Some(v)
+                if str_of(v, "type") == "custom"
+                    && v.pointer("/current/value").and_then(Value::as_str) == Some("10") => {}
+            _ => p("uses $topn without a custom variable topn whose default is 10".into()),
+        }
+    }
     for name in FILTER_VARIABLES {
         let Some(v) = find(name) else {
             p(format!("no {name} variable"));
@@ -789,8 +986,10 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
             recorded: &no_recorded,
             extra: &[],
             rules: VARIABLE_RULES,
+            instant: false,
             at: format!("{file}: variable {name}"),
             problems: Vec::new(),
+            aggregations: Vec::new(),
         };
         match substitute(selector, &var_names) {
             Ok(sub) => ck.check(&sub, &var_names),
@@ -817,11 +1016,13 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
         }
         let mut ck = Checker {
             cat,
-            recorded: &no_recorded,
+            recorded,
             extra: &[],
             rules: DASHBOARD_RULES,
+            instant: false,
             at,
             problems: Vec::new(),
+            aggregations: Vec::new(),
         };
         ck.check(str_of(a, "expr"), &var_names);
         problems.extend(ck.problems);
@@ -901,12 +1102,50 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
             if e.trim().is_empty() {
                 p(format!("target {r} has no expr"));
             }
-            exprs.push((r.to_owned(), e.to_owned()));
+            let instant = t.get("instant") == Some(&Value::Bool(true))
+                && t.get("range") != Some(&Value::Bool(true));
+            // Worst-N targets: one value per tenant, as a table or bar gauge, worst first.
+            if e.contains("topk(") || e.contains("bottomk(") {
+                let kind = str_of(panel, "type");
+                if !instant {
+                    p(format!(
+                        "target {r}: topk/bottomk belongs in an instant query"
+                    ));
+                }
+                match kind {
+                    "bargauge" => {
+                        let (f, lim) = if e.contains("bottomk(") {
+                            ("sort(", "bottomk")
+                        } else {
+                            ("sort_desc(", "topk")
+                        };
+                        if !e.trim_start().starts_with(f) {
+                            p(format!(
+                                "target {r}: a bar gauge of {lim} must be sorted worst first: {f}{lim}(...))"
+                            ));
+                        }
+                    }
+                    "table" => {
+                        if panel
+                            .pointer("/options/sortBy")
+                            .and_then(Value::as_array)
+                            .is_none_or(|a| a.is_empty())
+                        {
+                            p("a worst-N table must be sorted (options.sortBy)".into());
+                        }
+                    }
+                    other => p(format!(
+                        "target {r}: topk/bottomk in a {other} panel; use a table or bar gauge"
+                    )),
+                }
+            }
+            exprs.push((r.to_owned(), e.to_owned(), instant));
         }
         // MOS panels: a MOS value (mean or quantile) needs the MOS bands as thresholds.
-        let shows_mos = exprs.iter().any(|(_, e)| {
-            e.contains("cms_call_leg_mos_sum")
-                || (e.contains("histogram_quantile") && e.contains("cms_call_leg_mos_bucket"))
+        // By Call Bridge (cms_call_leg_mos) and by tenant (cms_tenant_call_leg_mos).
+        let shows_mos = exprs.iter().any(|(_, e, _)| {
+            e.contains("call_leg_mos_sum")
+                || (e.contains("histogram_quantile") && e.contains("call_leg_mos_bucket"))
         });
         if shows_mos {
             let steps: Vec<(Option<f64>, String)> = panel
@@ -934,14 +1173,16 @@ fn check_dashboard(file: &str, d: &Value, cat: &Catalogue) -> Vec<String> {
                 ));
             }
         }
-        for (r, e) in exprs {
+        for (r, e, instant) in exprs {
             let mut ck = Checker {
                 cat,
-                recorded: &no_recorded,
+                recorded,
                 extra: &[],
                 rules: DASHBOARD_RULES,
+                instant,
                 at: format!("{at} target {r}"),
                 problems: Vec::new(),
+                aggregations: Vec::new(),
             };
             ck.check(&e, &var_names);
             problems.extend(ck.problems);
@@ -985,7 +1226,7 @@ fn dashboards_pass_lint() {
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let d = load_json(f);
-        problems.extend(check_dashboard(&name, &d, cat));
+        problems.extend(check_dashboard(&name, &d, cat, shipped_recorded()));
         let uid = str_of(&d, "uid").to_owned();
         if let Some(other) = uids.insert(uid.clone(), name.clone()) {
             problems.push(format!("{name}: uid {uid} also used by {other}"));
@@ -1145,10 +1386,12 @@ fn check_rule_files(files: &[(String, serde_yaml::Value)], cat: &Catalogue) -> V
             recorded: &recorded,
             extra: PROMETHEUS_ALERT_SERIES,
             rules: RULE_FILE_RULES,
+            instant: false,
             at,
             problems: Vec::new(),
+            aggregations: Vec::new(),
         };
-        ck.check(&expr, &BTreeSet::new());
+        ck.check(&expr, &Vars::default());
         problems.extend(ck.problems);
     }
     problems
@@ -1187,6 +1430,24 @@ fn rule_files() -> Vec<(String, serde_yaml::Value)> {
         .collect()
 }
 
+/// Names the shipped recording rules define (dashboards may read them).
+fn shipped_recorded() -> &'static BTreeSet<String> {
+    static NAMES: OnceLock<BTreeSet<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = BTreeSet::new();
+        for (_, y) in rule_files() {
+            for g in y["groups"].as_sequence().into_iter().flatten() {
+                for r in g["rules"].as_sequence().into_iter().flatten() {
+                    if let Some(n) = r["record"].as_str() {
+                        names.insert(n.to_owned());
+                    }
+                }
+            }
+        }
+        names
+    })
+}
+
 #[test]
 fn alert_rules_use_exposed_metrics() {
     let files = rule_files();
@@ -1217,9 +1478,21 @@ fn catalogue_comes_from_the_exporter() {
     assert_eq!(cat.kind("process_cpu_seconds_total"), Some(Kind::Counter));
     assert_eq!(cat.kind("cdr_exporter_build_info"), Some(Kind::Gauge));
     assert_eq!(cat.kind("cms_call_leg_mos"), None);
-    let tenant_labels = &cat.labels["cms_calls_active"];
-    assert!(tenant_labels.contains("tenant") && tenant_labels.contains("call_bridge"));
-    assert!(!cat.labels["cms_call_legs_started_total"].contains("tenant"));
+    // A family carries call_bridge or tenant, never both.
+    let by_bridge = &cat.labels["cms_calls_active"];
+    assert!(by_bridge.contains("call_bridge") && !by_bridge.contains("tenant"));
+    let by_tenant = &cat.labels["cms_tenant_calls_active"];
+    assert!(by_tenant.contains("tenant") && !by_tenant.contains("call_bridge"));
+    assert_eq!(
+        cat.kind("cms_tenant_call_leg_mos_bucket"),
+        Some(Kind::HistogramSeries)
+    );
+    // The default (compact) tenant detail: no reason by tenant, no full-only families.
+    assert!(!cat.labels["cms_tenant_call_legs_ended_total"].contains("reason"));
+    assert_eq!(
+        cat.kind("cms_tenant_call_leg_packet_loss_ratio_bucket"),
+        None
+    );
     assert!(!cat.labels["cms_call_leg_mos_bucket"].contains("le"));
 }
 
@@ -1235,7 +1508,15 @@ fn sample_label_parser() {
 
 #[test]
 fn variable_substitution() {
-    let vars: BTreeSet<String> = ["job", "tenant"].iter().map(|s| s.to_string()).collect();
+    let vars = Vars::of(&[
+        &json!({"type": "query", "name": "job"}),
+        &json!({"type": "query", "name": "tenant"}),
+        &json!({"type": "custom", "name": "topn", "current": {"value": "10"}}),
+    ]);
+    assert_eq!(
+        substitute("topk($topn, increase(x[$__range])) > $__range_s", &vars).unwrap(),
+        format!("topk(10, increase(x[{RANGE_SENTINEL}])) > 3600")
+    );
     assert_eq!(
         substitute(
             r#"rate(x{job=~"$job",tenant=~"${tenant:regex}"}[$__rate_interval])"#,
@@ -1270,7 +1551,7 @@ fn tiny_dashboard(panel: Value) -> Value {
         "datasource": ds,
         "fieldConfig": {"defaults": {"unit": "short"}, "overrides": []},
         "targets": [{"refId": "A", "datasource": ds,
-                     "expr": "sum(cms_calls_active{job=~\"$job\", instance=~\"$instance\", call_bridge=~\"$call_bridge\", tenant=~\"$tenant\"})"}]
+                     "expr": "sum(max without (instance) (cms_calls_active{job=~\"$job\", instance=~\"$instance\", call_bridge=~\"$call_bridge\"}))"}]
     });
     for (k, v) in panel.as_object().unwrap() {
         if v.is_null() {
@@ -1286,7 +1567,8 @@ fn tiny_dashboard(panel: Value) -> Value {
             var("job", "label_values(cdr_exporter_build_info, job)"),
             var("instance", "label_values(cdr_exporter_build_info{job=~\"$job\"}, instance)"),
             var("call_bridge", "label_values(cdr_exporter_batches_total{job=~\"$job\", instance=~\"$instance\"}, call_bridge)"),
-            var("tenant", "label_values(cms_calls_active{job=~\"$job\", instance=~\"$instance\"}, tenant)"),
+            var("tenant", "label_values(cms_tenant_calls_active{job=~\"$job\", instance=~\"$instance\"}, tenant)"),
+            {"type": "custom", "name": "topn", "query": "5,10,20", "current": {"text": "10", "value": "10"}},
         ]},
         "panels": [good]
     })
@@ -1297,7 +1579,7 @@ fn target_expr(expr: &str) -> Value {
 }
 
 fn assert_reports(d: &Value, expected: &[&str]) {
-    let problems = check_dashboard("tiny.json", d, catalogue());
+    let problems = check_dashboard("tiny.json", d, catalogue(), shipped_recorded());
     for e in expected {
         assert!(
             problems.iter().any(|p| p.contains(e)),
@@ -1309,7 +1591,12 @@ fn assert_reports(d: &Value, expected: &[&str]) {
 
 #[test]
 fn checker_accepts_the_tiny_dashboard() {
-    let problems = check_dashboard("tiny.json", &tiny_dashboard(json!({})), catalogue());
+    let problems = check_dashboard(
+        "tiny.json",
+        &tiny_dashboard(json!({})),
+        catalogue(),
+        shipped_recorded(),
+    );
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
@@ -1340,70 +1627,141 @@ fn checker_reports_panel_problems() {
 
 #[test]
 fn checker_reports_expression_problems() {
-    let f = r#"job=~"$job", instance=~"$instance", call_bridge=~"$call_bridge", tenant=~"$tenant""#;
+    let c = r#"job=~"$job", instance=~"$instance", call_bridge=~"$call_bridge""#;
+    let t = r#"job=~"$job", instance=~"$instance", tenant=~"$tenant""#;
+    let j = r#"job=~"$job", instance=~"$instance""#;
     let cases: &[(String, &str)] = &[
         (
-            format!("sum(cms_calls_started_total{{{f}}})"),
+            format!("sum(cms_calls_started_total{{{c}}})"),
             "counter cms_calls_started_total used outside rate",
         ),
         (
-            format!("sum(cms_call_leg_mos_count{{{f}}})"),
+            format!("sum(cms_call_leg_mos_count{{{c}}})"),
             "counter cms_call_leg_mos_count used outside rate",
         ),
         (
-            format!("max_over_time(cms_calls_started_total{{{f}}}[$__rate_interval])"),
+            format!("max_over_time(cms_calls_started_total{{{c}}}[$__rate_interval])"),
             "counter cms_calls_started_total inside max_over_time()",
         ),
         (
-            format!("rate(cms_calls_active{{{f}}}[$__rate_interval])"),
+            format!("rate(cms_calls_active{{{c}}}[$__rate_interval])"),
             "gauge cms_calls_active inside rate()",
         ),
         (
-            format!("sum(cms_no_such_metric{{{f}}})"),
+            format!("sum(cms_no_such_metric{{{c}}})"),
             "metric cms_no_such_metric is not exposed",
         ),
         (
-            format!("sum({{__name__=~\"cms_calls_active|cms_nope\", {f}}})"),
+            format!("sum({{__name__=~\"cms_calls_active|cms_nope\", {c}}})"),
             "metric cms_nope is not exposed",
         ),
         (
-            format!("cms_calls_started_total{{{f}}} unless cms_calls_ended_total{{{f}}} offset 5m"),
+            format!("cms_calls_started_total{{{c}}} unless cms_calls_ended_total{{{c}}} offset 5m"),
             "counter cms_calls_started_total used outside rate",
         ),
         (
-            format!("sum(rate(cms_calls_active{{{f}}}[$__rate_interval])) and cms_calls_started_total{{{f}}} > 3"),
+            format!("sum(rate(cms_calls_active{{{c}}}[$__rate_interval])) and cms_calls_started_total{{{c}}} > 3"),
             "counter cms_calls_started_total used outside rate",
         ),
         (
-            format!("rate(cms_calls_started_total{{{f}}}[5m])"),
+            format!("rate(cms_calls_started_total{{{c}}}[5m])"),
             "hard-coded window",
         ),
         (
-            format!("sum(rate(cms_calls_started_total{{{f}}}[$__interval]))"),
+            format!("sum(rate(cms_calls_started_total{{{c}}}[$__interval]))"),
             "hard-coded window",
         ),
-        (format!("sum(cms_calls_active{{{f}}}"), "parse error"),
+        (format!("sum(cms_calls_active{{{c}}}"), "parse error"),
         (
-            format!("sum(cms_calls_active{{{f}, x=~\"$nope\"}})"),
+            format!("sum(cms_calls_active{{{c}, x=~\"$nope\"}})"),
             "unknown variable $nope",
         ),
         (
-            r#"sum(cms_calls_active{instance=~"$instance", call_bridge=~"$call_bridge", tenant=~"$tenant"})"#
-                .into(),
+            r#"sum(cms_calls_active{instance=~"$instance", call_bridge=~"$call_bridge"})"#.into(),
             "does not filter job",
         ),
         (
-            r#"sum(cms_calls_active{job=~"$job", instance=~"$instance", call_bridge=~"$call_bridge"})"#
-                .into(),
+            format!("sum(cms_calls_active{{{j}}})"),
+            "does not filter call_bridge",
+        ),
+        (
+            format!("sum(cms_tenant_calls_active{{{j}}})"),
             "does not filter tenant",
         ),
         (
-            format!("sum(rate(cms_call_legs_started_total{{{f}}}[$__rate_interval]))"),
-            "filters on tenant, which cms_call_legs_started_total does not have",
+            format!("sum(cms_calls_active{{{c}, tenant=~\"$tenant\"}})"),
+            "filters on tenant, which cms_calls_active does not have",
         ),
         (
-            format!("sort_by_label(cms_calls_active{{{f}}}, \"tenant\")"),
+            format!("sum(rate(cms_tenant_calls_started_total{{{t}, call_bridge=~\"$call_bridge\"}}[$__rate_interval]))"),
+            "filters on call_bridge, which cms_tenant_calls_started_total does not have",
+        ),
+        (
+            format!("sort_by_label(cms_calls_active{{{c}}}, \"tenant\")"),
             "sort_by_label() does not exist in Prometheus 2.42",
+        ),
+        // 2,000 tenants are 2,000 lines.
+        (
+            format!("sum by (tenant) (cms_tenant_calls_active{{{t}}})"),
+            "returns one series per tenant",
+        ),
+        (
+            format!("cms_tenant_calls_active{{{t}}}"),
+            "returns one series per tenant",
+        ),
+        (
+            format!("max without (instance) (cms_tenant_calls_active{{{t}}})"),
+            "returns one series per tenant",
+        ),
+        (
+            format!("sum by (tenant) (rate(cms_tenant_calls_started_total{{{t}}}[$__rate_interval])) / 2"),
+            "returns one series per tenant",
+        ),
+        (
+            format!("sum by (tenant, alarm) (rate(cms_tenant_call_legs_with_alarm_total{{{t}}}[$__rate_interval])) and on (tenant) cms_tenant_calls_active{{{t}}}"),
+            "returns one series per tenant",
+        ),
+        (
+            format!("topk(5, sum by (tenant) (cms_tenant_calls_active{{{t}}}))"),
+            "must take the dashboard variable $topn",
+        ),
+        // A time series panel (the tiny one) of the worst N.
+        (
+            format!("topk($topn, sum by (tenant) (cms_tenant_calls_active{{{t}}}))"),
+            "topk/bottomk belongs in an instant query",
+        ),
+        (
+            format!("topk($topn, sum by (tenant) (cms_tenant_calls_active{{{t}}}))"),
+            "in a timeseries panel",
+        ),
+        (
+            format!("sum(increase(cms_calls_started_total{{{c}}}[$__range]))"),
+            "over $__range in a range query",
+        ),
+        (
+            format!("call_bridge:call_legs_ended:increase15m{{{j}}}"),
+            "named after a rules window",
+        ),
+        (
+            format!("cms:no_such:rule{{{j}}}"),
+            "metric cms:no_such:rule is not exposed",
+        ),
+        // An HA pair counted twice.
+        (
+            format!("sum(cms_calls_active{{{c}}})"),
+            "cms_calls_active is not deduplicated",
+        ),
+        (
+            format!("histogram_quantile(0.5, sum by (le) (rate(cms_call_leg_mos_bucket{{{c}}}[$__rate_interval])))"),
+            "cms_call_leg_mos_bucket is not deduplicated",
+        ),
+        (
+            format!("sum(max without (instance) (sum by (call_bridge) (rate(cms_calls_started_total{{{c}}}[$__rate_interval]))))"),
+            "cms_calls_started_total is not deduplicated",
+        ),
+        (
+            format!("rate(cms_calls_started_total{{{c}}}[$__rate_interval])"),
+            "cms_calls_started_total is not deduplicated",
         ),
     ];
     for (expr, expected) in cases {
@@ -1413,22 +1771,95 @@ fn checker_reports_expression_problems() {
 
 #[test]
 fn checker_accepts_counter_and_gauge_idioms() {
-    let f = r#"job=~"$job", instance=~"$instance", call_bridge=~"$call_bridge", tenant=~"$tenant""#;
     let c = r#"job=~"$job", instance=~"$instance", call_bridge=~"$call_bridge""#;
+    let t = r#"job=~"$job", instance=~"$instance", tenant=~"$tenant""#;
     let j = r#"job=~"$job", instance=~"$instance""#;
     for expr in [
-        format!("sum by (le) (increase(cms_call_leg_mos_bucket{{{f}}}[$__rate_interval]))"),
-        format!("histogram_quantile(0.5, sum by (le) (rate(cms_call_duration_seconds_bucket{{{f}}}[$__rate_interval])))"),
+        format!("sum by (le) (max without (instance) (increase(cms_call_leg_mos_bucket{{{c}}}[$__rate_interval])))"),
+        format!("histogram_quantile(0.5, sum by (le) (max without (instance) (rate(cms_call_duration_seconds_bucket{{{c}}}[$__rate_interval]))))"),
         format!("time() - cdr_exporter_last_batch_timestamp_seconds{{{c}}}"),
         format!("changes(process_start_time_seconds{{{j}}}[$__rate_interval])"),
         format!("resets(process_cpu_seconds_total{{{j}}}[$__rate_interval])"),
         format!("up{{{j}}}"),
         format!("sum(cdr_exporter_records_missing_total{{{c}}} unless cdr_exporter_records_missing_total{{{c}}} offset 15m)"),
-        format!("sum(rate(cms_calls_started_total{{{f}}}[$__rate_interval])) and on() cms_calls_started_total{{{f}}}"),
+        format!("sum(max without (instance) (rate(cms_calls_started_total{{{c}}}[$__rate_interval]))) and on() cms_calls_started_total{{{c}}}"),
+        // Per receiver, on purpose; one copy of the pair.
+        format!("sum by (instance, call_bridge) (rate(cms_calls_started_total{{{c}}}[$__rate_interval]))"),
+        format!("max by (call_bridge) (cms_calls_active{{{c}}})"),
+        // Tenants summed away, or counted.
+        format!("sum(max without (instance) (cms_tenant_calls_active{{{t}}}))"),
+        format!("count(sum by (tenant) (max without (instance) (cms_tenant_calls_active{{{t}}})) > 0)"),
+        // The abnormal reasons from the rules (a recorded series without a window).
+        format!("sum by (reason) (max without (instance) (rate(cms_call_legs_ended_total{{{c}}}[$__rate_interval]))) and on (reason) cms:call_leg_end_reason:abnormal{{{j}}}"),
     ] {
-        let problems = check_dashboard("tiny.json", &tiny_dashboard(target_expr(&expr)), catalogue());
+        let problems = check_dashboard(
+            "tiny.json",
+            &tiny_dashboard(target_expr(&expr)),
+            catalogue(),
+            shipped_recorded(),
+        );
         assert!(problems.is_empty(), "{expr}: {problems:#?}");
     }
+}
+
+/// A worst-N panel of `kind` with one instant target.
+fn worst_n(kind: &str, expr: &str) -> Value {
+    let mut p = target_expr(expr);
+    p["type"] = json!(kind);
+    p["targets"][0]["instant"] = json!(true);
+    p["targets"][0]["range"] = json!(false);
+    if kind == "table" {
+        p["options"] = json!({"sortBy": [{"displayName": "Value", "desc": true}]});
+    }
+    p
+}
+
+#[test]
+fn checker_wants_worst_n_tables_and_bar_gauges() {
+    let t = r#"job=~"$job", instance=~"$instance", tenant=~"$tenant""#;
+    let busiest = format!("topk($topn, sum by (tenant) (max without (instance) (increase(cms_tenant_calls_started_total{{{t}}}[$__range]))))");
+    let ok = [
+        worst_n("bargauge", &format!("sort_desc({busiest})")),
+        worst_n("table", &busiest),
+        worst_n("bargauge", &format!("sort(bottomk($topn, sum by (tenant) (max without (instance) (cms_tenant_calls_active{{{t}}}))))")),
+        // A second column for the same N tenants.
+        worst_n("table", &format!("sum by (tenant) (max without (instance) (increase(cms_tenant_calls_ended_total{{{t}}}[$__range]))) and on (tenant) {busiest}")),
+    ];
+    for p in ok {
+        let problems = check_dashboard(
+            "tiny.json",
+            &tiny_dashboard(p.clone()),
+            catalogue(),
+            shipped_recorded(),
+        );
+        assert!(problems.is_empty(), "{p}: {problems:#?}");
+    }
+    assert_reports(
+        &tiny_dashboard(worst_n("bargauge", &busiest)),
+        &["must be sorted worst first: sort_desc(topk"],
+    );
+    assert_reports(
+        &tiny_dashboard(worst_n(
+            "bargauge",
+            &format!("sort_desc(bottomk($topn, sum by (tenant) (cms_tenant_calls_active{{{t}}})))"),
+        )),
+        &["sort(bottomk"],
+    );
+    let mut unsorted = worst_n("table", &busiest);
+    unsorted["options"] = json!({});
+    assert_reports(
+        &tiny_dashboard(unsorted),
+        &["must be sorted (options.sortBy)"],
+    );
+    // Still hard-coded windows in instant queries.
+    assert_reports(
+        &tiny_dashboard(worst_n("table", &busiest.replace("$__range", "6h"))),
+        &["hard-coded window"],
+    );
+    // N is the topn variable, 10 by default.
+    let mut d = tiny_dashboard(worst_n("table", &busiest));
+    d["templating"]["list"][5]["current"]["value"] = json!("2000");
+    assert_reports(&d, &["custom variable topn whose default is 10"]);
 }
 
 #[test]
@@ -1443,7 +1874,7 @@ fn checker_reports_dashboard_problems() {
     assert_reports(&d, &["no datasource variable"]);
 
     let mut d = tiny_dashboard(json!({}));
-    d["templating"]["list"][4]["query"] = json!("label_values(cms_calls_active, tenant)");
+    d["templating"]["list"][4]["query"] = json!("label_values(cms_tenant_calls_active, tenant)");
     assert_reports(&d, &["variable tenant is not chained on $job"]);
 
     let mut d = tiny_dashboard(json!({}));
@@ -1455,19 +1886,27 @@ fn checker_reports_dashboard_problems() {
         json!("label_values(cms_nope_total{job=~\"$job\", instance=~\"$instance\"}, call_bridge)");
     assert_reports(&d, &["metric cms_nope_total is not exposed"]);
 
-    // A MOS panel without the MOS bands.
-    let f = r#"job=~"$job", instance=~"$instance", call_bridge=~"$call_bridge", tenant=~"$tenant""#;
-    let mos = format!(
-        "sum(rate(cms_call_leg_mos_sum{{{f}}}[$__rate_interval])) / sum(rate(cms_call_leg_mos_count{{{f}}}[$__rate_interval]))"
-    );
-    assert_reports(&tiny_dashboard(target_expr(&mos)), &["MOS bands"]);
-    let mut with_bands = target_expr(&mos);
-    with_bands["fieldConfig"] = json!({"defaults": {"unit": "none", "thresholds": {"mode": "absolute", "steps": [
-        {"color": "red", "value": null}, {"color": "orange", "value": 2.6},
-        {"color": "yellow", "value": 3.1}, {"color": "green", "value": 3.6},
-        {"color": "dark-green", "value": 4.3}]}}});
-    let problems = check_dashboard("tiny.json", &tiny_dashboard(with_bands), catalogue());
-    assert!(problems.is_empty(), "{problems:#?}");
+    // MOS panels without the MOS bands, by Call Bridge and by tenant.
+    let c = r#"job=~"$job", instance=~"$instance", call_bridge=~"$call_bridge""#;
+    let t = r#"job=~"$job", instance=~"$instance", tenant=~"$tenant""#;
+    for (family, f) in [("cms_call_leg_mos", c), ("cms_tenant_call_leg_mos", t)] {
+        let mos = format!(
+            "sum(max without (instance) (rate({family}_sum{{{f}}}[$__rate_interval]))) / sum(max without (instance) (rate({family}_count{{{f}}}[$__rate_interval])))"
+        );
+        assert_reports(&tiny_dashboard(target_expr(&mos)), &["MOS bands"]);
+        let mut with_bands = target_expr(&mos);
+        with_bands["fieldConfig"] = json!({"defaults": {"unit": "none", "thresholds": {"mode": "absolute", "steps": [
+            {"color": "red", "value": null}, {"color": "orange", "value": 2.6},
+            {"color": "yellow", "value": 3.1}, {"color": "green", "value": 3.6},
+            {"color": "dark-green", "value": 4.3}]}}});
+        let problems = check_dashboard(
+            "tiny.json",
+            &tiny_dashboard(with_bands),
+            catalogue(),
+            shipped_recorded(),
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 }
 
 #[test]
@@ -1478,7 +1917,7 @@ groups:
   - name: g
     rules:
       - record: cms:legs_low_mos:ratio_rate5m
-        expr: sum by (tenant) (rate(cms_call_leg_mos_bucket{le="3.1"}[5m])) / sum by (tenant) (rate(cms_call_leg_mos_count[5m]))
+        expr: sum by (tenant) (max without (instance) (rate(cms_tenant_call_leg_mos_bucket{le="3.1"}[5m]))) / sum by (tenant) (max without (instance) (rate(cms_tenant_call_leg_mos_count[5m])))
       - alert: Good
         expr: cms:legs_low_mos:ratio_rate5m > 0.1 and on() absent(ALERTS{alertname="x"}) == 0
       - alert: Down
@@ -1488,9 +1927,11 @@ groups:
       - alert: Unknown
         expr: rate(cms_no_such_total[5m]) > 0
       - alert: GaugeRate
-        expr: rate(cms_calls_active[5m]) > 0
+        expr: max without (instance) (rate(cms_calls_active[5m])) > 0
       - alert: Broken
         expr: sum(rate(cms_calls_started_total[5m])
+      - alert: Doubled
+        expr: sum by (call_bridge) (rate(cms_calls_started_total[5m])) > 0
 "#,
     )
     .unwrap();
@@ -1500,6 +1941,7 @@ groups:
         "alert Unknown: metric cms_no_such_total is not exposed",
         "alert GaugeRate: gauge cms_calls_active inside rate()",
         "alert Broken: PromQL parse error",
+        "alert Doubled: cms_calls_started_total is not deduplicated",
     ];
     for e in expect {
         assert!(

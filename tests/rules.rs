@@ -11,12 +11,19 @@ use cdr_exporter::rules::{self, parameters, render, Kind, RulesError};
 
 const ALERTS: &[&str] = &[
     "CmsLowMos",
+    "CmsCallBridgeLowMos",
     "CmsCdrRecordsMissing",
     "CmsCdrReceiverSilent",
+    "CmsCdrReplicaBehind",
     "CmsCallBridgeRestarted",
     "CmsAbnormalLegEnds",
     "CmsPacketLossAlarms",
     "CdrExporterRejectingBatches",
+    "CdrExporterJournalErrors",
+    "CdrExporterRecoveryLostBatches",
+    "CdrExporterSnapshotTooOld",
+    "CdrExporterSeriesBudgetExceeded",
+    "CdrExporterLabelOverflow",
     "CdrExporterDown",
 ];
 
@@ -309,10 +316,32 @@ fn overrides_change_exactly_the_intended_values() {
 
     // A later override of the same key wins; decimals are normalised.
     let twice = render_ok(&[("low_mos_min_legs", "3"), ("low_mos_min_legs", "020")]);
-    assert!(twice.contains("cms:call_leg_mos:increase15m >= 20)"));
+    assert!(
+        twice.contains("tenant:call_leg_mos_scored:increase15m{source=\"cms\"} >= 20)"),
+        "{twice}"
+    );
+
+    // Recording rules no alert reads (for the dashboards), with their template text.
+    let templated = rules_of(rules::TEMPLATE);
+    let shipped = rules_of(&base);
+    assert_eq!(templated.len(), shipped.len());
+    let read_by_alerts = recorded_inputs(&base, ALERTS);
+    let dashboard_only: Vec<(&str, String)> = shipped
+        .iter()
+        .zip(&templated)
+        .filter(|(r, _)| !r.alert && !read_by_alerts.contains(&r.name))
+        .map(|(r, t)| (r.name.as_str(), t.lines.join("\n")))
+        .collect();
+    assert!(
+        dashboard_only
+            .iter()
+            .any(|(n, _)| *n == "cms:call_leg_end_reason:abnormal"),
+        "{dashboard_only:?}"
+    );
 
     // Every parameter: changing it changes only its own alert and the recording rules that
-    // alert reads (or, for a window, that are named after it).
+    // alert reads (or, for a window, that are named after it; or a dashboards' rule that
+    // names the parameter).
     for p in parameters() {
         let v = other_value(p);
         let out = render_ok(&[(p.name, v)]);
@@ -327,6 +356,13 @@ fn overrides_change_exactly_the_intended_values() {
         for (old, new) in &changed {
             let ok = match (old, new) {
                 (Some(name), _) if allowed.contains(&name.as_str()) || feeding.contains(name) => {
+                    true
+                }
+                (Some(name), _)
+                    if dashboard_only
+                        .iter()
+                        .any(|(n, t)| n == name && t.contains(&format!("{{{{ {} ", p.name))) =>
+                {
                     true
                 }
                 // A recording rule named after this window (e.g. for dashboards only).
@@ -416,6 +452,13 @@ fn every_alert_is_complete_and_has_a_runbook() {
         .find(|p| p.name == "runbook_url")
         .unwrap()
         .default;
+    let grafana = parameters()
+        .iter()
+        .find(|p| p.name == "grafana_url")
+        .unwrap()
+        .default;
+    let uids = dashboard_uids();
+    let tested = tested_alert_labels();
     for r in alerts {
         let sev = r.field("severity").unwrap_or_default();
         assert!(
@@ -429,6 +472,13 @@ fn every_alert_is_complete_and_has_a_runbook() {
             "{}: summary must be static: {summary:?}",
             r.name
         );
+        // The monitoring-mixin style: a sentence.
+        assert!(
+            summary.starts_with(|c: char| c.is_ascii_uppercase() || c.is_ascii_lowercase())
+                && summary.ends_with('.'),
+            "{}: summary must be a sentence: {summary:?}",
+            r.name
+        );
         let desc = r.folded("description").unwrap_or_default();
         assert!(
             desc.contains("$value"),
@@ -440,13 +490,44 @@ fn every_alert_is_complete_and_has_a_runbook() {
             "{}: description without labels",
             r.name
         );
-        if r.expr().contains("tenant, call_bridge") {
-            assert!(
-                desc.contains("$labels.tenant") && desc.contains("$labels.call_bridge"),
-                "{}: description must name tenant and Call Bridge",
-                r.name
-            );
+        // Whoever is affected is named: every label the promtool tests see on the alert.
+        let labels = tested.get(&r.name).cloned().unwrap_or_default();
+        assert!(
+            labels.contains("job"),
+            "{}: alerts carry job (no promtool test shows it: {labels:?})",
+            r.name
+        );
+        for label in [
+            "tenant",
+            "call_bridge",
+            "instance",
+            "job",
+            "reason",
+            "label",
+        ] {
+            if labels.contains(label) {
+                assert!(
+                    desc.contains(&format!("$labels.{label}")),
+                    "{}: the description must name $labels.{label}",
+                    r.name
+                );
+            }
         }
+        let dash = r.field("dashboard_url").unwrap_or_default();
+        let uid = dash
+            .strip_prefix(&format!("{grafana}/d/"))
+            .and_then(|rest| rest.split('?').next())
+            .unwrap_or_default();
+        assert!(
+            uids.contains(uid),
+            "{}: dashboard_url {dash:?} is not {grafana}/d/<one of {uids:?}>",
+            r.name
+        );
+        assert!(
+            dash.contains("var-job={{ $labels.job | urlquery }}"),
+            "{}: dashboard_url must select the alert's job: {dash:?}",
+            r.name
+        );
         let anchor = r.name.to_lowercase();
         assert_eq!(
             r.field("runbook_url").as_deref(),
@@ -461,6 +542,82 @@ fn every_alert_is_complete_and_has_a_runbook() {
         );
         assert!(r.field("for").is_some(), "{}: no for", r.name);
     }
+}
+
+/// Label names of the alerts expected by the promtool tests (alerts/tests/*.yml), per alert.
+fn tested_alert_labels() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let dir = root().join("alerts/tests");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let y: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        for t in y["tests"].as_sequence().into_iter().flatten() {
+            for a in t["alert_rule_test"].as_sequence().into_iter().flatten() {
+                let name = a["alertname"].as_str().unwrap().to_owned();
+                let entry = out.entry(name).or_default();
+                for exp in a["exp_alerts"].as_sequence().into_iter().flatten() {
+                    for k in exp["exp_labels"].as_mapping().into_iter().flatten() {
+                        entry.insert(k.0.as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The uids of the shipped Grafana dashboards.
+fn dashboard_uids() -> BTreeSet<String> {
+    let dir = root().join("grafana/dashboards");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            v["uid"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// An HA pair (two exporters on one stream, same job, different instance) exposes every
+/// cms_* series twice: each rule reading them takes the max over instances before it sums
+/// (promtool tests in alerts/tests prove the values), and nothing about calls or quality is
+/// grouped by instance.
+#[test]
+fn cms_rules_count_an_ha_pair_once() {
+    let text = render(&[]).unwrap();
+    let mut checked = 0;
+    for r in rules_of(&text) {
+        let expr = r.expr();
+        let raw: Vec<String> = series_names(&expr)
+            .into_iter()
+            .filter(|n| n.starts_with("cms_"))
+            .collect();
+        if raw.is_empty() {
+            continue;
+        }
+        checked += 1;
+        if r.name == "cms:call_leg_end_reason:abnormal" {
+            // Label sets only (1 per reason and exporter), joined on reason by the dashboards.
+            continue;
+        }
+        let reads = expr.matches("cms_").count();
+        let deduplicated = expr.matches("max without (instance) (").count();
+        assert!(
+            deduplicated >= reads,
+            "{}: {reads} cms_* selector(s) but {deduplicated} `max without (instance)`:\n{expr}",
+            r.name
+        );
+        assert!(
+            !expr.contains("instance,") && !expr.contains(", instance"),
+            "{}: groups cms_* series by instance:\n{expr}",
+            r.name
+        );
+    }
+    assert!(checked >= 9, "only {checked} rules read cms_* series");
 }
 
 /// Every sample name the exporter can expose (from the catalogue), histogram suffixes too.
@@ -631,6 +788,7 @@ fn rendered_overrides_pass_promtool() {
                 ("low_mos_window", "2m"),
                 ("leg_ends_window", "2m"),
                 ("records_missing_window", "2m"),
+                ("rejecting_window", "1m"),
                 ("low_mos_min_legs", "1"),
             ])
             .collect(),
