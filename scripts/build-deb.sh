@@ -122,6 +122,10 @@ doc=usr/share/doc/cdr-exporter
 gz README.md "$doc/README.md.gz"
 gz docs/runbooks.md "$doc/runbooks.md.gz"
 gz alerts/README.md "$doc/alerts-README.md.gz"
+# The sender-side configurations (Kamailio, FreeSWITCH), ready to copy.
+for f in examples/*/*; do
+  put 0644 "$f" "$doc/$f"
+done
 # Upstream changes as written; the Debian changelog only records this build.
 gz CHANGELOG.md "$doc/changelog.gz"
 printf 'cdr-exporter (%s) unstable; urgency=medium\n\n  * Built by scripts/build-deb.sh from cdr-exporter %s; upstream changes are\n    in changelog.gz.\n\n -- %s  %s\n' \

@@ -117,8 +117,8 @@ fn deb() -> &'static Path {
 }
 
 /// Files the package must hold besides the fixed ones: everything under alerts/ (except its
-/// README, which goes to the docs) and grafana/, so a new rules test or dashboard that is not
-/// packaged fails here.
+/// README, which goes to the docs) and grafana/, and examples/ under the docs, so a new rules
+/// test, dashboard or example that is not packaged fails here.
 fn shipped_from_repo() -> Vec<String> {
     let mut v = Vec::new();
     fn walk(dir: &Path, rel: &str, v: &mut Vec<String>) {
@@ -135,6 +135,15 @@ fn shipped_from_repo() -> Vec<String> {
     }
     walk(&repo().join("alerts"), "alerts", &mut v);
     walk(&repo().join("grafana"), "grafana", &mut v);
+    // The sender-side examples go with the docs.
+    let mut examples = Vec::new();
+    for sender in ["freeswitch", "kamailio"] {
+        let rel = format!("examples/{sender}");
+        walk(&repo().join(&rel), &rel, &mut examples);
+    }
+    v.extend(examples.into_iter().map(|p| {
+        p.replace("/usr/share/cdr-exporter/", "/usr/share/doc/cdr-exporter/")
+    }));
     v
 }
 
