@@ -29,6 +29,7 @@ fn the_vocabulary_agrees_with_the_wire_format() {
     assert_eq!(known::CALL_TYPES, cdr::CallType::KNOWN);
     assert_eq!(known::LEG_TYPES, cdr::LegType::KNOWN);
     assert_eq!(known::LEG_DIRECTIONS, cdr::Direction::KNOWN);
+    assert_eq!(known::LEG_SUB_TYPES, cdr::LegSubType::KNOWN);
     assert_eq!(known::END_REASONS, cdr::EndReason::KNOWN);
     assert_eq!(known::RECORD_TYPES, cdr::RecordType::KNOWN);
     assert_eq!(known::AUDIO_CODECS, cdr::AudioCodec::KNOWN);

@@ -605,3 +605,155 @@ fn label_caps_overflow_to_other_and_count() {
         Some(3.0)
     );
 }
+
+#[test]
+fn recordings_and_streamings_count_by_tenant_of_their_call() {
+    let t = T::new();
+    const R1: &str = "2e000000-0000-4000-8000-000000000001";
+    const R2: &str = "2e000000-0000-4000-8000-000000000002";
+    const ST: &str = "5e000000-0000-4000-8000-000000000001";
+    let rec = |id: &str, call: Option<&str>| {
+        let c = call
+            .map(|c| format!("<call>{c}</call>"))
+            .unwrap_or_default();
+        format!("<recording id=\"{id}\">{c}</recording>")
+    };
+    let stream =
+        |id: &str, call: &str| format!("<streaming id=\"{id}\"><call>{call}</call></streaming>");
+    t.post(&batch(
+        S1,
+        Some(CB),
+        &[
+            ("callStart", 0, call_start(C1, Some(TENANT))),
+            ("recordingStart", 1, rec(R1, Some(C1))),
+            // Its call was never seen: unknown, never dropped.
+            (
+                "recordingStart",
+                2,
+                rec(R2, Some("c0000000-0000-4000-8000-00000000dead")),
+            ),
+            ("streamingStart", 3, stream(ST, C1)),
+            // A repeated start counts once on the gauges.
+            ("recordingStart", 4, rec(R1, Some(C1))),
+        ],
+    ));
+    let s = t.scrape();
+    assert_eq!(
+        s.get("cms_tenant_recordings_active", &[("tenant", TENANT)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("cms_tenant_recordings_active", &[("tenant", "unknown")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("cms_tenant_streamings_active", &[("tenant", TENANT)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("cms_tenant_recordings_started_total", &[("tenant", TENANT)]),
+        Some(2.0)
+    );
+    assert_eq!(s.sum("cms_recordings_active", &[]), 2.0);
+    // The call ends first (CMS sends recordingEnd later): the tenant is kept with the recording.
+    t.post(&batch(
+        S1,
+        Some(CB),
+        &[
+            ("callEnd", 5, call_end(C1)),
+            ("recordingEnd", 6, format!("<recording id=\"{R1}\"/>")),
+            ("streamingEnd", 7, format!("<streaming id=\"{ST}\"/>")),
+        ],
+    ));
+    let s = t.scrape();
+    assert_eq!(
+        s.get("cms_tenant_recordings_active", &[("tenant", TENANT)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.get("cms_tenant_streamings_active", &[("tenant", TENANT)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.get("cms_tenant_recordings_active", &[("tenant", "unknown")]),
+        Some(1.0)
+    );
+    // A restart ends what is left, by tenant too.
+    t.post(&batch(
+        "aaaaaaaa-0000-4000-8000-000000000002",
+        Some(CB),
+        &[(
+            "callStart",
+            0,
+            call_start("c0000000-0000-4000-8000-000000000002", None),
+        )],
+    ));
+    let s = t.scrape();
+    assert_eq!(s.sum("cms_tenant_recordings_active", &[]), 0.0);
+    for (l, v) in s
+        .samples("cms_tenant_recordings_active")
+        .into_iter()
+        .chain(s.samples("cms_tenant_streamings_active"))
+    {
+        assert!(v >= 0.0, "{l:?} {v}");
+    }
+}
+
+#[test]
+fn legs_count_by_participant_kind() {
+    let t = T::new();
+    let leg = |id: &str, extra: &str| {
+        format!(
+            "<callLeg id=\"{id}\"><type>sip</type><direction>incoming</direction>{extra}</callLeg>"
+        )
+    };
+    t.post(&batch(
+        S1,
+        Some(CB),
+        &[
+            (
+                "callLegStart",
+                0,
+                leg(
+                    L1,
+                    "<subType>lync</subType><guestConnection>false</guestConnection>",
+                ),
+            ),
+            (
+                "callLegStart",
+                1,
+                leg(
+                    L2,
+                    "<subType>webApp</subType><guestConnection>true</guestConnection>",
+                ),
+            ),
+            (
+                "callLegStart",
+                2,
+                leg("10000000-0000-4000-8000-000000000003", ""),
+            ),
+            (
+                "callLegStart",
+                3,
+                leg(
+                    "10000000-0000-4000-8000-000000000004",
+                    "<subType>webApp</subType><guestConnection>true</guestConnection>",
+                ),
+            ),
+        ],
+    ));
+    let s = t.scrape();
+    let kind = |st: &str, g: &str| {
+        s.get(
+            "cms_call_legs_started_by_kind_total",
+            &[
+                ("call_bridge", CB),
+                ("sub_type", st),
+                ("guest_connection", g),
+            ],
+        )
+    };
+    assert_eq!(kind("lync", "false"), Some(1.0));
+    assert_eq!(kind("webApp", "true"), Some(2.0));
+    assert_eq!(kind("none", "unknown"), Some(1.0));
+}

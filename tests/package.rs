@@ -141,9 +141,11 @@ fn shipped_from_repo() -> Vec<String> {
         let rel = format!("examples/{sender}");
         walk(&repo().join(&rel), &rel, &mut examples);
     }
-    v.extend(examples.into_iter().map(|p| {
-        p.replace("/usr/share/cdr-exporter/", "/usr/share/doc/cdr-exporter/")
-    }));
+    v.extend(
+        examples
+            .into_iter()
+            .map(|p| p.replace("/usr/share/cdr-exporter/", "/usr/share/doc/cdr-exporter/")),
+    );
     v
 }
 

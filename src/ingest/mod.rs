@@ -93,6 +93,8 @@ struct MediaFamilies<'a> {
     active: &'a Family<(v::CallBridge,), Gauge>,
     started: &'a Family<(v::CallBridge,), Counter>,
     ended: &'a Family<(v::CallBridge,), Counter>,
+    tenant_active: &'a Family<(v::Tenant,), Gauge>,
+    tenant_started: &'a Family<(v::Tenant,), Counter>,
     end_type: usize,
 }
 type LegOf = Leg<Vocab>;
@@ -554,15 +556,15 @@ impl Ingest {
                     self.leg_active(cb, &l, -1);
                 }
             }
-            (RecordType::RecordingEnd, ObjectRef::Recording(id))
-                if st.media_end(Media::Recording, id.0) =>
-            {
-                self.media_families(Media::Recording).active.add((cb,), -1);
+            (RecordType::RecordingEnd, ObjectRef::Recording(id)) => {
+                if let Some(t) = st.media_end(Media::Recording, id.0) {
+                    self.media_inactive(cb, Media::Recording, t);
+                }
             }
-            (RecordType::StreamingEnd, ObjectRef::Streaming(id))
-                if st.media_end(Media::Streaming, id.0) =>
-            {
-                self.media_families(Media::Streaming).active.add((cb,), -1);
+            (RecordType::StreamingEnd, ObjectRef::Streaming(id)) => {
+                if let Some(t) = st.media_end(Media::Streaming, id.0) {
+                    self.media_inactive(cb, Media::Streaming, t);
+                }
             }
             _ => {}
         }
@@ -586,9 +588,13 @@ impl Ingest {
             Record::CallLegStart(r) => self.leg_start(st, r, now),
             Record::CallLegUpdate(r) => self.leg_update(st, r, now),
             Record::CallLegEnd(r) => self.leg_end(st, r),
-            Record::RecordingStart(r) => self.media_start(st, Media::Recording, r.id.0, now),
+            Record::RecordingStart(r) => {
+                self.media_start(st, Media::Recording, r.id.0, r.call, now)
+            }
             Record::RecordingEnd(r) => self.media_end(st, Media::Recording, r.id.0),
-            Record::StreamingStart(r) => self.media_start(st, Media::Streaming, r.id.0, now),
+            Record::StreamingStart(r) => {
+                self.media_start(st, Media::Streaming, r.id.0, r.call, now)
+            }
             Record::StreamingEnd(r) => self.media_end(st, Media::Streaming, r.id.0),
             Record::Unknown => {}
         }
@@ -668,6 +674,16 @@ impl Ingest {
             self.leg_active(cb, &leg, 1);
             m.legs_started.inc((cb, leg_type, direction));
             m.tenant_legs_started.inc((leg.tenant,));
+            // What kind of participant: a plain SIP leg has no subType.
+            let sub_type: v::LegSubType = m
+                .vocab
+                .get(r.sub_type.as_ref().map_or(NONE, |t| t.as_str()));
+            let guest: v::GuestConnection = m.vocab.get(match r.guest_connection {
+                Some(true) => "true",
+                Some(false) => "false",
+                None => UNKNOWN,
+            });
+            m.legs_started_by_kind.inc((cb, sub_type, guest));
         }
     }
 
@@ -734,35 +750,59 @@ impl Ingest {
                 active: &x.recordings_active,
                 started: &x.recordings_started,
                 ended: &x.recordings_ended,
+                tenant_active: &x.tenant_recordings_active,
+                tenant_started: &x.tenant_recordings_started,
                 end_type: 6,
             },
             Media::Streaming => MediaFamilies {
                 active: &x.streamings_active,
                 started: &x.streamings_started,
                 ended: &x.streamings_ended,
+                tenant_active: &x.tenant_streamings_active,
+                tenant_started: &x.tenant_streamings_started,
                 end_type: 8,
             },
         }
     }
 
-    fn media_start(&self, st: &mut State, m: Media, id: cdr::Id, now: u64) {
+    fn media_start(
+        &self,
+        st: &mut State,
+        m: Media,
+        id: cdr::Id,
+        call: Option<cdr::CallId>,
+        now: u64,
+    ) {
         let cb = st.call_bridge();
         let f = self.media_families(m);
-        if st.media_start(m, id, now) {
-            f.active.add((cb,), 1);
-        }
+        // A repeated start counts once on the active gauges, under the first one's tenant.
+        let tenant = match st.media_start(m, id, call, now) {
+            Some(t) => {
+                f.active.add((cb,), 1);
+                f.tenant_active.add((t,), 1);
+                t
+            }
+            None => st.call_tenant(call),
+        };
         f.started.inc((cb,));
+        f.tenant_started.inc((tenant,));
     }
 
     fn media_end(&self, st: &mut State, m: Media, id: cdr::Id) {
         let cb = st.call_bridge();
         let f = self.media_families(m);
-        if st.media_end(m, id) {
-            f.active.add((cb,), -1);
-        } else {
-            self.unmatched(cb, f.end_type);
+        match st.media_end(m, id) {
+            Some(t) => self.media_inactive(cb, m, t),
+            None => self.unmatched(cb, f.end_type),
         }
         f.ended.inc((cb,));
+    }
+
+    /// Takes a recording or streaming off the active gauges.
+    fn media_inactive(&self, cb: v::CallBridge, m: Media, tenant: v::Tenant) {
+        let f = self.media_families(m);
+        f.active.add((cb,), -1);
+        f.tenant_active.add((tenant,), -1);
     }
 
     /// Call quality from a callLegEnd: MOS, loss, alarms, codec mix, video, encryption, usage.
@@ -915,8 +955,8 @@ impl Ingest {
                     self.leg_active(cb, l, -1);
                     n[Kind::CallLeg as usize] += 1;
                 }
-                Evicted::Media(media) => {
-                    self.media_families(*media).active.add((cb,), -1);
+                Evicted::Media(media, tenant) => {
+                    self.media_inactive(cb, *media, *tenant);
                     n[media.kind() as usize] += 1;
                 }
             }

@@ -202,6 +202,7 @@ stored! {
     // Call legs, by Call Bridge.
     legs_active: Gauge<(CallBridge, LegType, LegDirection)> = "cms_call_legs_active", "Call legs in progress (callLegStart seen, callLegEnd not yet), by Call Bridge";
     legs_started: Counter<(CallBridge, LegType, LegDirection)> = "cms_call_legs_started_total", "Call legs started (callLegStart records), by Call Bridge";
+    legs_started_by_kind: Counter<(CallBridge, LegSubType, GuestConnection)> = "cms_call_legs_started_by_kind_total", "Call legs started by participant kind: callLegStart subType (none: plain SIP or app) and guestConnection, by Call Bridge";
     legs_ended: Counter<(CallBridge, EndReason, RemoteTeardown)> = "cms_call_legs_ended_total", "Call legs ended (callLegEnd records) by reason and by which side tore down, by Call Bridge";
     leg_duration: Histogram<(CallBridge,)> = "cms_call_leg_duration_seconds", "Call leg duration from callLegEnd durationSeconds, by Call Bridge", unit "seconds", buckets DURATION_BUCKETS;
     // Call quality, by Call Bridge.
@@ -232,6 +233,10 @@ stored! {
     tenant_leg_mos: Histogram<(Tenant,)> = "cms_tenant_call_leg_mos", "Estimated listening-quality MOS of the audio the Meeting Server received from each leg, by tenant", buckets MOS_BUCKETS;
     tenant_leg_mos_unavailable: Counter<(Tenant,)> = "cms_tenant_call_leg_mos_unavailable_total", "Call legs ended without a MOS estimate, by tenant";
     tenant_legs_with_alarm: Counter<(Tenant, Alarm)> = "cms_tenant_call_legs_with_alarm_total", "Call legs that raised an alarm of this type at least once, by tenant";
+    tenant_recordings_active: Gauge<(Tenant,)> = "cms_tenant_recordings_active", "Recordings in progress, by tenant of the call recorded (unknown: call not seen)";
+    tenant_recordings_started: Counter<(Tenant,)> = "cms_tenant_recordings_started_total", "Recordings started (recordingStart records), by tenant of the call recorded";
+    tenant_streamings_active: Gauge<(Tenant,)> = "cms_tenant_streamings_active", "Streamings in progress, by tenant of the call streamed (unknown: call not seen)";
+    tenant_streamings_started: Counter<(Tenant,)> = "cms_tenant_streamings_started_total", "Streamings started (streamingStart records), by tenant of the call streamed";
     tenant_leg_packet_loss: Histogram<(Tenant, Media)> = "cms_tenant_call_leg_packet_loss_ratio", "Packet loss of received media per leg, ratio 0-1, by tenant (labels.tenant_detail = full)", buckets LOSS_BUCKETS, full true;
     tenant_leg_duration: Histogram<(Tenant,)> = "cms_tenant_call_leg_duration_seconds", "Call leg duration, by tenant (labels.tenant_detail = full)", unit "seconds", buckets DURATION_BUCKETS, full true;
     tenant_call_duration: Histogram<(Tenant,)> = "cms_tenant_call_duration_seconds", "Call duration, by tenant (labels.tenant_detail = full)", unit "seconds", buckets DURATION_BUCKETS, full true;

@@ -300,6 +300,7 @@ pub mod known {
     pub const CALL_TYPES: &[&str] = &["coSpace", "adHoc", "lyncConferencing", "forwarding"];
     pub const LEG_TYPES: &[&str] = &["sip", "acano"];
     pub const LEG_DIRECTIONS: &[&str] = &["incoming", "outgoing"];
+    pub const LEG_SUB_TYPES: &[&str] = &["lync", "avaya", "lyncdistribution", "webApp"];
     pub const END_REASONS: &[&str] = &[
         "apiInitiatedTeardown",
         "callDeactivated",
@@ -527,6 +528,10 @@ vocabulary! {
     LegType: "leg_type", enumerated, or_unknown(known::LEG_TYPES);
     /// `incoming` or `outgoing` (a leg's direction).
     LegDirection: "direction", enumerated, or_unknown(known::LEG_DIRECTIONS);
+    /// callLegStart `subType`, `none` when absent (a plain SIP or CMS app leg).
+    LegSubType: "sub_type", enumerated, [&known::LEG_SUB_TYPES[..], &[NONE]].concat();
+    /// callLegStart `guestConnection`: `true`, `false`, `unknown`.
+    GuestConnection: "guest_connection", enumerated, or_unknown(known::BOOLEANS);
     /// callLegEnd `reason`.
     EndReason: "reason", enumerated, or_unknown(known::END_REASONS);
     RemoteTeardown: "remote_teardown", enumerated, or_unknown(known::BOOLEANS);

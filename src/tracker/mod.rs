@@ -218,7 +218,16 @@ impl<T: Labels> Leg<T> {
 pub enum Evicted<T: Labels> {
     Call(Call<T>),
     Leg(Leg<T>),
-    Media(Media),
+    /// A recording or streaming, with the tenant it was counted under.
+    Media(Media, T::Tenant),
+}
+
+/// A recording or streaming in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaObject<T: Labels> {
+    pub since: u64,
+    /// Its call's tenant when it started (`unknown` if the call was not known).
+    pub tenant: T::Tenant,
 }
 
 /// Objects evicted together, for one reason, from one session.
@@ -304,7 +313,7 @@ pub struct SessionState<T: Labels> {
     calls: CowMap<CallId, Call<T>>,
     legs: CowMap<CallLegId, Leg<T>>,
     /// Recordings and streamings (by [`Media`]) and when they started.
-    media: [CowMap<Id, u64>; 2],
+    media: [CowMap<Id, MediaObject<T>>; 2],
     unknown: Unknown<T>,
     counts: Arc<Counts>,
     limits: Limits,
@@ -546,22 +555,36 @@ impl<T: Labels> SessionState<T> {
         self.take_leg(&id)
     }
 
-    /// Returns true if the recording or streaming was not tracked yet.
-    pub fn media_start(&mut self, m: Media, id: Id, now: u64) -> bool {
-        let new = self.media[m as usize].insert(id, now).is_none();
-        if new {
-            self.counts.add(m.kind(), 1);
-        }
-        new
+    /// The tenant of a call in progress (`unknown` for an unknown call or a placeholder).
+    pub fn call_tenant(&self, id: Option<CallId>) -> T::Tenant {
+        id.and_then(|id| self.calls.get(&id))
+            .filter(|c| !c.placeholder)
+            .map_or(self.unknown.tenant, |c| c.tenant)
     }
 
-    /// Returns true if the recording or streaming was tracked.
-    pub fn media_end(&mut self, m: Media, id: Id) -> bool {
-        let had = self.media[m as usize].remove(&id).is_some();
-        if had {
-            self.counts.add(m.kind(), -1);
+    /// Starts a recording or streaming of `call`; returns its tenant if it was not tracked
+    /// yet (a repeated start keeps the first).
+    pub fn media_start(
+        &mut self,
+        m: Media,
+        id: Id,
+        call: Option<CallId>,
+        now: u64,
+    ) -> Option<T::Tenant> {
+        if self.media[m as usize].contains_key(&id) {
+            return None;
         }
-        had
+        let tenant = self.call_tenant(call);
+        self.media[m as usize].insert(id, MediaObject { since: now, tenant });
+        self.counts.add(m.kind(), 1);
+        Some(tenant)
+    }
+
+    /// Ends a recording or streaming; its tenant if it was tracked.
+    pub fn media_end(&mut self, m: Media, id: Id) -> Option<T::Tenant> {
+        let had = self.media[m as usize].remove(&id)?;
+        self.counts.add(m.kind(), -1);
+        Some(had.tenant)
     }
 
     /// Objects of one kind held by this session.
@@ -590,7 +613,7 @@ impl<T: Labels> SessionState<T> {
         for m in Media::ALL {
             let gone = self.media[m as usize].drain();
             self.counts.add(m.kind(), -(gone.len() as i64));
-            out.extend(gone.into_iter().map(|_| Evicted::Media(m)));
+            out.extend(gone.into_iter().map(|(_, o)| Evicted::Media(m, o.tenant)));
         }
         out
     }
@@ -634,9 +657,9 @@ impl<T: Labels> SessionState<T> {
             out.extend(self.take_leg(&id).map(Evicted::Leg));
         }
         for m in Media::ALL {
-            let gone = self.media[m as usize].extract_if(|_, since| *since < cutoff);
+            let gone = self.media[m as usize].extract_if(|_, o| o.since < cutoff);
             self.counts.add(m.kind(), -(gone.len() as i64));
-            out.extend(gone.into_iter().map(|_| Evicted::Media(m)));
+            out.extend(gone.into_iter().map(|(_, o)| Evicted::Media(m, o.tenant)));
         }
         out
     }
@@ -673,10 +696,10 @@ impl<T: Labels> SessionState<T> {
                     } else {
                         Media::Streaming
                     };
-                    let ids = oldest(self.media[m as usize].iter().map(|(k, s)| (*s, *k)), n);
+                    let ids = oldest(self.media[m as usize].iter().map(|(k, o)| (o.since, *k)), n);
                     for id in ids {
-                        if self.media_end(m, id) {
-                            out.push(Evicted::Media(m));
+                        if let Some(tenant) = self.media_end(m, id) {
+                            out.push(Evicted::Media(m, tenant));
                         }
                     }
                 }
@@ -1061,8 +1084,9 @@ pub struct SessionSnapshot {
     pub retired: bool,
     pub calls: Vec<CallSnapshot>,
     pub legs: Vec<LegSnapshot>,
-    pub recordings: Vec<(u128, u64)>,
-    pub streamings: Vec<(u128, u64)>,
+    /// Id, since, tenant (label index).
+    pub recordings: Vec<(u128, u64, u32)>,
+    pub streamings: Vec<(u128, u64, u32)>,
 }
 
 /// One identity's sessions.
@@ -1097,7 +1121,7 @@ struct SessionCopy<T: Labels> {
     retired: bool,
     calls: CowMap<CallId, Call<T>>,
     legs: CowMap<CallLegId, Leg<T>>,
-    media: [CowMap<Id, u64>; 2],
+    media: [CowMap<Id, MediaObject<T>>; 2],
 }
 
 impl<T: Labels> Tracker<T> {
@@ -1164,8 +1188,15 @@ impl<T: Labels> Tracker<T> {
                 (Media::Recording, &s.recordings),
                 (Media::Streaming, &s.streamings),
             ] {
-                for (id, since) in list {
-                    st.media[m as usize].insert(Id(*id), *since);
+                for (id, since, tenant) in list {
+                    let tenant = Handle::from_index(map(*tenant));
+                    st.media[m as usize].insert(
+                        Id(*id),
+                        MediaObject {
+                            since: *since,
+                            tenant,
+                        },
+                    );
                 }
             }
             for k in Kind::ALL {
@@ -1223,11 +1254,11 @@ impl<T: Labels> TrackerCopy<T> {
                     .collect(),
                 recordings: s.media[Media::Recording as usize]
                     .iter()
-                    .map(|(id, t)| (id.0, *t))
+                    .map(|(id, o)| (id.0, o.since, o.tenant.index()))
                     .collect(),
                 streamings: s.media[Media::Streaming as usize]
                     .iter()
-                    .map(|(id, t)| (id.0, *t))
+                    .map(|(id, o)| (id.0, o.since, o.tenant.index()))
                     .collect(),
             })
             .collect();
@@ -1490,7 +1521,7 @@ mod tests {
             st.call_start(call(1), 2, 3, 1);
             st.leg_start(leg(1), Some(call(1)), 1, 1, 1);
             st.leg_start(leg(2), Some(call(9)), 1, 1, 1);
-            st.media_start(Media::Recording, Id(5), 1);
+            st.media_start(Media::Recording, Id(5), Some(call(1)), 1);
         }
         let copy = t.copy();
         // Writes after the copy do not change it.
