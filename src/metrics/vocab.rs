@@ -529,7 +529,7 @@ vocabulary! {
     /// `incoming` or `outgoing` (a leg's direction).
     LegDirection: "direction", enumerated, or_unknown(known::LEG_DIRECTIONS);
     /// callLegStart `subType`, `none` when absent (a plain SIP or CMS app leg).
-    LegSubType: "sub_type", enumerated, [&known::LEG_SUB_TYPES[..], &[NONE]].concat();
+    LegSubType: "sub_type", enumerated, [known::LEG_SUB_TYPES, &[NONE]].concat();
     /// callLegStart `guestConnection`: `true`, `false`, `unknown`.
     GuestConnection: "guest_connection", enumerated, or_unknown(known::BOOLEANS);
     /// callLegEnd `reason`.
