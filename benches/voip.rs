@@ -100,7 +100,10 @@ fn apply(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    assert!(report.contains("q\\\"uo\\\\te-1-4018"), "fixture call_id changed");
+    assert!(
+        report.contains("q\\\"uo\\\\te-1-4018"),
+        "fixture call_id changed"
+    );
     let mut j = 0u64;
     g.bench_function("rtpengine_report", |b| {
         b.iter_batched(

@@ -438,3 +438,78 @@ fn the_readme_lists_every_family_with_its_type_and_labels() {
         "README \"Metrics\" and the catalogue differ:\n  not in the README: {missing:?}\n  not in the catalogue: {stale:?}"
     );
 }
+
+/// Series of the families whose name starts with `prefix`, after applying every CDR or
+/// report of `senders` x `tenants` (each sender sees each tenant: the worst case).
+fn voip_series(prefix: &str, senders: usize, tenants: usize) -> usize {
+    let app = App::new(&Config::default()).unwrap();
+    let ingest = app.pipeline.ingest();
+    let src = Origin::default();
+    let fs_doc = std::fs::read_to_string("tests/fixtures/freeswitch/a-leg-good.xml").unwrap();
+    let rtp = std::fs::read_to_string("tests/fixtures/rtpengine/kamailio-5.6-bye.json").unwrap();
+    // Causes and codecs vary by call, as on a real switch.
+    let causes = [
+        ("NORMAL_CLEARING", "16"),
+        ("USER_BUSY", "17"),
+        ("NO_ANSWER", "19"),
+        ("ORIGINATOR_CANCEL", "487"),
+    ];
+    let codecs = ["PCMU", "PCMA", "G722", "opus"];
+    let mut n = 0u64;
+    for s in 0..senders {
+        for t in 0..tenants {
+            for k in 0..4 {
+                n += 1;
+                if prefix.starts_with("freeswitch") {
+                    let (cause, q850) = causes[k];
+                    let d = fs_doc
+                        .replace("fs-edge-01", &format!("fs-{s}"))
+                        .replace("pbx.example.com", &format!("d{t}.example.com"))
+                        .replace("a8d3e6f2-4c1b-4f5e-9b7a-1e2d3c4b5a60", &guid(0xf5, n))
+                        .replace("NORMAL_CLEARING", cause)
+                        .replace(
+                            "<hangup_cause_q850>16<",
+                            &format!("<hangup_cause_q850>{q850}<"),
+                        )
+                        .replace("PCMU", codecs[k]);
+                    let cdr = cdr_exporter::freeswitch::parse(Some("text/xml"), d.as_bytes())
+                        .expect("fixture parses");
+                    ingest.apply_freeswitch(&cdr, &src, 1.7e9);
+                } else {
+                    let r = rtp
+                        .replace("kamailio-1", &format!("kam-{s}"))
+                        .replace("\"event\"", &format!("\"tenant\": \"t{t}\", \"event\""))
+                        .replace("4018SIPpTag001", &format!("tag-{n}"));
+                    let rep = cdr_exporter::rtpengine::parse(r.as_bytes()).expect("fixture parses");
+                    ingest.apply_rtpengine(&rep, &src, 1.7e9);
+                }
+            }
+        }
+    }
+    let text = app.state.exposition.encode_text();
+    text.lines().filter(|l| l.starts_with(prefix)).count()
+}
+
+/// FreeSWITCH and Kamailio/rtpengine series grow with senders plus tenants (domains), never
+/// their product: doubling either adds a fixed number of series per sender or per tenant, and
+/// doubling both adds the sum. Prints the per-sender and per-tenant costs the README's
+/// "Cardinality" section quotes.
+#[test]
+fn voip_series_grow_with_senders_plus_tenants() {
+    for prefix in ["freeswitch_cdr_", "kamailio_rtpengine_"] {
+        let base = voip_series(prefix, 2, 4);
+        let per_sender = (voip_series(prefix, 4, 4) - base) / 2;
+        let per_tenant = (voip_series(prefix, 2, 8) - base) / 4;
+        let both = voip_series(prefix, 4, 8);
+        eprintln!("{prefix}: {per_sender} series per sender, {per_tenant} per tenant");
+        assert!(
+            per_sender > 0 && per_tenant > 0,
+            "{prefix}: the measure measures"
+        );
+        assert_eq!(
+            both,
+            base + 2 * per_sender + 4 * per_tenant,
+            "{prefix}: doubling senders and tenants together adds no product term"
+        );
+    }
+}
