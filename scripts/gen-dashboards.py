@@ -817,7 +817,7 @@ def quality():
                      decimals=2), 12, 9)
     b.add(timeseries("Share of legs with MOS ≤ 3.1 by Call Bridge",
                      "Legs ended with MOS at or below 3.1 divided by all legs with an estimate, "
-                     "per Call Bridge (le=\"3.1\" bucket over _count). CmsCallBridgeLowMos pages "
+                     "per Call Bridge (le=\"3.1\" bucket over _count). CdrLowMos (node scope) pages "
                      "above 10 % of at least 100 legs in 15 minutes.", "percentunit",
                      targets((below("3.1", by="call_bridge"), "{{call_bridge}}")),
                      thresholds=SHARE_STEPS, threshold_style="line", max_=1), 8, 8)
@@ -876,7 +876,7 @@ def quality():
                      decimals=2), 8, 9)
     b.add(timeseries("Share of legs with MOS ≤ 3.1 and ≤ 3.6, selected tenants",
                      "Scored legs of the selected tenants at or below 3.1 and 3.6 over all "
-                     "their scored legs. CmsLowMos warns above 10 % (≤ 3.1) of at least 50 legs "
+                     "their scored legs. CdrLowMos (tenant scope) warns above 10 % (≤ 3.1) of at least 50 legs "
                      "in 15 minutes." + BY_TENANT, "percentunit",
                      targets(
                          (below("3.1", T, "cms_tenant_call_leg_mos"), "≤ 3.1"),
@@ -1277,7 +1277,7 @@ def health():
                      "label's cap on distinct values was reached (max_values: "
                      "labels.max_call_bridges, labels.max_tenants, labels.max_values) or the value "
                      "was longer than labels.max_value_bytes (too_long). A tenant reported as other "
-                     "never raises CmsLowMos.", "short",
+                     "never raises CdrLowMos.", "short",
                      targets((inc("cdr_exporter_label_overflow_total", J, "label, cause"),
                               "{{label}} {{cause}}")),
                      thresholds=steps("green", 1, "orange"), threshold_style="line"), 8, 8)
