@@ -1185,7 +1185,8 @@ fn check_dashboard(
         // FreeSWITCH (freeswitch_cdr_leg_mos, _estimated_mos, by domain) and rtpengine
         // (kamailio_rtpengine_call_mos, _mos_min, _estimated_mos, by tenant).
         let shows_mos = exprs.iter().any(|(_, e, _)| {
-            e.contains("_mos_sum") || (e.contains("histogram_quantile") && e.contains("_mos_bucket"))
+            e.contains("_mos_sum")
+                || (e.contains("histogram_quantile") && e.contains("_mos_bucket"))
         });
         if shows_mos {
             let steps: Vec<(Option<f64>, String)> = panel

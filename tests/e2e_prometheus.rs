@@ -252,7 +252,9 @@ async fn value(prom: SocketAddr, q: &str) -> f64 {
 /// The text between the first `open` and the following `close`.
 fn between<'a>(s: &'a str, open: &str, close: &str) -> &'a str {
     let start = s.find(open).unwrap_or_else(|| panic!("no {open}")) + open.len();
-    let len = s[start..].find(close).unwrap_or_else(|| panic!("no {close}"));
+    let len = s[start..]
+        .find(close)
+        .unwrap_or_else(|| panic!("no {close}"));
     &s[start..start + len]
 }
 
@@ -286,7 +288,10 @@ async fn post_freeswitch(
 /// made from the Kamailio 5.6 fixture with its own Call-ID.
 fn bad_rtpengine_report(call_id: &str) -> Vec<u8> {
     let text = String::from_utf8(fixture("rtpengine/kamailio-5.6-bye.json")).unwrap();
-    let old_id = format!("\"call_id\": \"{}\"", between(&text, "\"call_id\": \"", "\"}"));
+    let old_id = format!(
+        "\"call_id\": \"{}\"",
+        between(&text, "\"call_id\": \"", "\"}")
+    );
     assert!(text.contains("\"mos_average\": \"3.5\"") && text.contains("\"node\": \"kamailio-1\""));
     text.replace("\"mos_average\": \"3.5\"", "\"mos_average\": \"2.5\"")
         .replace(
@@ -476,7 +481,11 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
         .unwrap()
         .replace("\"mos_min\": \"3.4\"", "\"mos_min\": \"3,4\"");
     let r = c
-        .post_typed("/kamailio/mos", Some("application/json"), invalid.into_bytes())
+        .post_typed(
+            "/kamailio/mos",
+            Some("application/json"),
+            invalid.into_bytes(),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     for f in [
@@ -487,16 +496,28 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
         "acc-json-no-mos.json",
     ] {
         let r = c
-            .post_typed("/kamailio/mos", Some("application/json"), fixture(&format!("rtpengine/{f}")))
+            .post_typed(
+                "/kamailio/mos",
+                Some("application/json"),
+                fixture(&format!("rtpengine/{f}")),
+            )
             .await;
         assert_eq!(r.status, 200, "rtpengine/{f}: {}", r.body);
     }
     let r = c
-        .post_typed("/kamailio/mos", Some("application/json"), fixture("rtpengine/kamailio-5.6-bye.json"))
+        .post_typed(
+            "/kamailio/mos",
+            Some("application/json"),
+            fixture("rtpengine/kamailio-5.6-bye.json"),
+        )
         .await;
     assert_eq!(r.status, 200, "rtpengine retry: {}", r.body);
     let r = c
-        .post_typed("/kamailio/mos", Some("application/json"), bad_rtpengine_report("e2e-seed"))
+        .post_typed(
+            "/kamailio/mos",
+            Some("application/json"),
+            bad_rtpengine_report("e2e-seed"),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -517,7 +538,12 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
     // CdrLowMos per node and per tenant for each source, and CmsCdrRecordsMissing.
     let want: BTreeSet<String> = ["cms", "freeswitch", "kamailio"]
         .iter()
-        .flat_map(|s| [format!("CdrLowMos {s} node"), format!("CdrLowMos {s} tenant")])
+        .flat_map(|s| {
+            [
+                format!("CdrLowMos {s} node"),
+                format!("CdrLowMos {s} tenant"),
+            ]
+        })
         .chain(["CmsCdrRecordsMissing".to_owned()])
         .collect();
     let want = &want;
@@ -569,9 +595,15 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
             "{a}"
         );
         if tenant_scope {
-            assert!(l["tenant"].is_string() && l["node"].is_null() && l["severity"] == "warning", "{a}");
+            assert!(
+                l["tenant"].is_string() && l["node"].is_null() && l["severity"] == "warning",
+                "{a}"
+            );
         } else {
-            assert!(l["scope"] == "node" && l["node"].is_string() && l["tenant"].is_null(), "{a}");
+            assert!(
+                l["scope"] == "node" && l["node"].is_string() && l["tenant"].is_null(),
+                "{a}"
+            );
             assert_eq!(l["severity"], "critical", "{a}");
         }
         assert!(a["annotations"]["runbook_url"]
@@ -612,9 +644,12 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
         "tenant:call_leg_mos_below_3_1:ratio_rate1m",
         "node:cdr_last_received_timestamp_seconds:max",
     ] {
-        let r = query(prom_addr, &format!("count by (source) (max_over_time({rule}[1m]))"))
-            .await
-            .unwrap();
+        let r = query(
+            prom_addr,
+            &format!("count by (source) (max_over_time({rule}[1m]))"),
+        )
+        .await
+        .unwrap();
         let sources: BTreeSet<&str> = r
             .iter()
             .filter_map(|s| s["metric"]["source"].as_str())

@@ -655,7 +655,10 @@ fn sent_once_sources_are_summed_over_exporters() {
             continue;
         }
         checked += 1;
-        for line in expr.lines().filter(|l| sent_once.iter().any(|n| l.contains(n.as_str()))) {
+        for line in expr
+            .lines()
+            .filter(|l| sent_once.iter().any(|n| l.contains(n.as_str())))
+        {
             assert!(
                 !line.contains("max without (instance)"),
                 "{}: takes one exporter's copy of a sent-once source: {line}",
@@ -663,15 +666,28 @@ fn sent_once_sources_are_summed_over_exporters() {
             );
         }
         assert!(
-            !expr.contains("instance,") && !expr.contains(", instance") && !expr.contains("by (instance"),
+            !expr.contains("instance,")
+                && !expr.contains(", instance")
+                && !expr.contains("by (instance"),
             "{}: keeps instance:\n{expr}",
             r.name
         );
-        if names.iter().all(|n| !n.starts_with("cms_") && !n.starts_with("cdr_exporter_")) && !expr.contains("_timestamp_seconds") {
-            assert!(expr.contains("sum by (job, "), "{}: not summed over exporters:\n{expr}", r.name);
+        if names
+            .iter()
+            .all(|n| !n.starts_with("cms_") && !n.starts_with("cdr_exporter_"))
+            && !expr.contains("_timestamp_seconds")
+        {
+            assert!(
+                expr.contains("sum by (job, "),
+                "{}: not summed over exporters:\n{expr}",
+                r.name
+            );
         }
     }
-    assert!(checked >= 10, "only {checked} rules read freeswitch_*/kamailio_* series");
+    assert!(
+        checked >= 10,
+        "only {checked} rules read freeswitch_*/kamailio_* series"
+    );
 }
 
 /// Every sample name the exporter can expose (from the catalogue), histogram suffixes too.
