@@ -502,7 +502,9 @@ def bargauge(title, desc, unit, expr, *, legend="{{tenant}}", thresholds=None, m
     }
 
 
-def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None, exclude=()):
+def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None, exclude=(),
+          units=None):
+    """units: {column name: unit} for columns whose unit differs from `unit`."""
     """Instant queries, one per column (name, expr), merged on their labels; sorted by sort_by."""
     tgts = []
     rename = {}
@@ -524,7 +526,13 @@ def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None
         "description": desc,
         "datasource": dict(DS),
         "targets": tgts,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": [
+            {"matcher": {"id": "byName", "options": name},
+             "properties": [{"id": "unit", "value": u}]
+             + ([{"id": "decimals", "value": 1},
+                 {"id": "thresholds", "value": {"mode": "absolute", "steps": SHARE_STEPS}}]
+                if u == "percentunit" else [])}
+            for name, u in (units or {}).items()]},
         "options": {
             "showHeader": True,
             "cellHeight": "sm",
@@ -1628,8 +1636,9 @@ def cross():
                                    f"and on (source, {dst}) {top}"),
                         ("Without MOS", f"({union([(src, unavail(src, tenants), src[key]) for src in SOURCES], dst)}) "
                                         f"and on (source, {dst}) {top}"),
-                    ], "MOS ≤ 3.1", decimals=2,
-                    exclude=("call_bridge", "switch", "domain")), 12, 9)
+                    ], "MOS ≤ 3.1", decimals=0,
+                    exclude=("call_bridge", "switch", "domain"),
+                    units={"MOS ≤ 3.1": "percentunit"}), 12, 9)
 
     b.row("FreeSWITCH legs (by switch and by domain)")
     b.add(timeseries("Legs ended and answered",

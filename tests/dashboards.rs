@@ -1273,7 +1273,12 @@ fn dashboards_pass_lint() {
             problems.push(format!("{name}: uid {uid} also used by {other}"));
         }
     }
-    for uid in ["cms-overview", "cms-call-quality", "cdr-receiver-health"] {
+    for uid in [
+        "cms-overview",
+        "cms-call-quality",
+        "cdr-receiver-health",
+        "cdr-call-quality",
+    ] {
         if !uids.contains_key(uid) {
             problems.push(format!("no dashboard with uid {uid}"));
         }
