@@ -45,10 +45,11 @@ route() {
   step "amtool config routes test $* → $want"
   amtool config routes test --config.file="$am" --verify.receivers="$want" "$@"
 }
-route pager alertname=CmsCallBridgeLowMos severity=critical job=cdr-exporter call_bridge=cms1
+route pager alertname=CdrLowMos severity=critical scope=node source=cms job=cdr-exporter node=cms1
 route pager alertname=CmsCdrRecordsMissing severity=critical job=cdr-exporter call_bridge=cms1
 route pager alertname=CdrExporterDown severity=critical job=cdr-exporter instance=exporter:19477
-route chat alertname=CmsLowMos severity=warning job=cdr-exporter tenant=acme
+route chat alertname=CdrLowMos severity=warning scope=tenant source=freeswitch job=cdr-exporter tenant=acme.example
+route chat alertname=CdrSourceSilent severity=warning source=kamailio job=cdr-exporter node=kam1 evidence=earlier_traffic
 route chat alertname=CdrExporterRejectingBatches severity=warning job=cdr-exporter instance=exporter:19477 reason=wrong_root
 route chat alertname=CmsAbnormalLegEnds severity=warning job=cdr-exporter call_bridge=cms1
 route chat alertname=SomethingElse severity=info

@@ -24,6 +24,11 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 J = 'job=~"$job", instance=~"$instance"'
 CB = J + ', call_bridge=~"$call_bridge"'
 T = J + ', tenant=~"$tenant"'
+# FreeSWITCH by switch / by domain, Kamailio by node / by tenant (boards with senders=True).
+FS = J + ', switch=~"$switch"'
+FD = J + ', domain=~"$domain"'
+KN = J + ', node=~"$node"'
+KT = J + ', tenant=~"$tenant"'
 RI = "$__rate_interval"
 RANGE = "$__range"
 # Set by the rules from abnormal_ends_reasons: one series per abnormal reason seen.
@@ -101,8 +106,9 @@ def share_by_tenant(part, whole):
 
 
 class Board:
-    def __init__(self, uid, title, description, tags):
+    def __init__(self, uid, title, description, tags, senders=False):
         self.uid = uid
+        self.senders = senders
         self.title = title
         self.description = description
         self.tags = tags
@@ -186,7 +192,7 @@ class Board:
             "refresh": "1m",
             "schemaVersion": 39,
             "tags": self.tags,
-            "templating": {"list": variables()},
+            "templating": {"list": variables(self.senders)},
             "time": {"from": "now-6h", "to": "now"},
             "timepicker": {},
             "timezone": "",
@@ -237,7 +243,36 @@ def cvar(name, label, values, default, description):
     }
 
 
-def variables():
+def variables(senders=False):
+    """The common variables; `senders` adds FreeSWITCH switch and domain and Kamailio node
+    (boards that show those sources), and lists rtpengine tenants in `tenant` too."""
+    tenant_query = ('label_values(cms_tenant_calls_started_total{job=~"$job", instance=~"$instance"}, tenant)'
+                    if not senders else
+                    'label_values({__name__=~"cms_tenant_calls_started_total|kamailio_rtpengine_tenant_calls_total", '
+                    'job=~"$job", instance=~"$instance"}, tenant)')
+    tenant_desc = ("CMS tenants (GUID or configured name; none = calls without tenant, unknown = the call "
+                   "was never seen, other = beyond labels.max_tenants). Filters the panels by tenant only.")
+    if senders:
+        tenant_desc = ("CMS tenants and rtpengine tenants (CMS: GUID or configured name, none = calls "
+                       "without tenant, unknown = the call was never seen; rtpengine: the report's tenant, "
+                       "none without one; other = beyond the cap). Filters the panels by tenant only; "
+                       "FreeSWITCH domains have their own variable.")
+    extra = []
+    if senders:
+        extra = [
+            qvar("switch", "FreeSWITCH switch",
+                 'label_values(freeswitch_cdr_last_received_timestamp_seconds{job=~"$job", instance=~"$instance"}, switch)',
+                 "FreeSWITCH switches that sent CDRs (the CDR's switchname, ?switch= or the sender's "
+                 "address). Filters the FreeSWITCH by-switch panels only."),
+            qvar("domain", "FreeSWITCH domain",
+                 'label_values(freeswitch_cdr_domain_legs_total{job=~"$job", instance=~"$instance"}, domain)',
+                 "FreeSWITCH domains (domain_name, else accountcode, else none; other = beyond "
+                 "labels.max_domains). Filters the FreeSWITCH by-domain panels only."),
+            qvar("node", "Kamailio node",
+                 'label_values(kamailio_rtpengine_last_report_timestamp_seconds{job=~"$job", instance=~"$instance"}, node)',
+                 "Kamailio/rtpengine nodes that sent MOS reports (the report's node, ?node= or the "
+                 "sender's address). Filters the Kamailio by-node panels only."),
+        ]
     return [
         {
             "type": "datasource",
@@ -262,10 +297,8 @@ def variables():
              'label_values(cdr_exporter_batches_total{job=~"$job", instance=~"$instance"}, call_bridge)',
              "Call Bridges that sent CDRs to the selected exporters (GUID, receiver URI parameter, "
              "address or configured name). Filters the panels by Call Bridge only."),
-        qvar("tenant", "Tenant",
-             'label_values(cms_tenant_calls_started_total{job=~"$job", instance=~"$instance"}, tenant)',
-             "CMS tenants (GUID or configured name; none = calls without tenant, unknown = the call "
-             "was never seen, other = beyond labels.max_tenants). Filters the panels by tenant only."),
+        qvar("tenant", "Tenant", tenant_query, tenant_desc),
+        *extra,
         cvar("topn", "Worst / busiest N", ["5", "10", "20", "50"], "10",
              "How many tenants the worst-N and busiest-N panels show"),
         cvar("min_legs", "Min. legs per tenant", ["1", "10", "50", "100", "500"], "10",
@@ -469,7 +502,9 @@ def bargauge(title, desc, unit, expr, *, legend="{{tenant}}", thresholds=None, m
     }
 
 
-def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None):
+def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None, exclude=(),
+          units=None):
+    """units: {column name: unit} for columns whose unit differs from `unit`."""
     """Instant queries, one per column (name, expr), merged on their labels; sorted by sort_by."""
     tgts = []
     rename = {}
@@ -491,7 +526,13 @@ def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None
         "description": desc,
         "datasource": dict(DS),
         "targets": tgts,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": [
+            {"matcher": {"id": "byName", "options": name},
+             "properties": [{"id": "unit", "value": u}]
+             + ([{"id": "decimals", "value": 1},
+                 {"id": "thresholds", "value": {"mode": "absolute", "steps": SHARE_STEPS}}]
+                if u == "percentunit" else [])}
+            for name, u in (units or {}).items()]},
         "options": {
             "showHeader": True,
             "cellHeight": "sm",
@@ -500,7 +541,8 @@ def table(title, desc, unit, columns, sort_by, *, thresholds=None, decimals=None
         },
         "transformations": [
             {"id": "merge", "options": {}},
-            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename,
+            {"id": "organize", "options": {"excludeByName": {"Time": True, **{c: True for c in exclude}},
+                                           "renameByName": rename,
                                            "indexByName": {}}},
         ],
     }
@@ -608,6 +650,13 @@ def overview():
                      targets((rate("cms_call_legs_started_total", CB, "leg_type, direction"),
                               "{{leg_type}} {{direction}}"))), 12, 8)
 
+    b.add(timeseries("Leg starts by participant kind",
+                     "callLegStart records per second by participant kind: CMS subType (none: a plain "
+                     "SIP endpoint or app; lync, avaya, distributionLink, ...) and guestConnection "
+                     "(true: joined as a guest through the web app)." + BY_CB, "ops",
+                     targets((rate("cms_call_legs_started_by_kind_total", CB, "sub_type, guest_connection"),
+                              "{{sub_type}} guest={{guest_connection}}")), stack=True), 24, 8)
+
     b.row("Tenants (busiest $topn)")
     b.add(stat("Active calls, selected tenants",
                "Calls in progress of the selected tenants (cms_tenant_calls_active; all tenants: "
@@ -708,6 +757,19 @@ def overview():
                          (f"{rate('cms_streamings_started_total', CB)} * 60", "streamings started"),
                          (f"{rate('cms_streamings_ended_total', CB)} * 60", "streamings ended"),
                      )), 12, 8)
+    for kind in ("recording", "streaming"):
+        started = inc(f"cms_tenant_{kind}s_started_total", T, "tenant", RANGE)
+        b.add(table(f"Tenants with the most {kind}s",
+                    f"{kind.capitalize()}s started over the dashboard's time range and in "
+                    f"progress now, by the tenant of the call (cms_tenant_{kind}s_started_total, "
+                    f"cms_tenant_{kind}s_active; unknown: the call was never seen): the $topn "
+                    f"tenants that started the most, busiest first. Only tenants that {kind[:-3]} "
+                    "have these series." + BY_TENANT, "short",
+                    [
+                        (f"{kind.capitalize()}s started", f"topk($topn, {started})"),
+                        (f"{kind.capitalize()}s now",
+                         f"{gauge(f'cms_tenant_{kind}s_active', T, 'tenant')} and on (tenant) topk($topn, {started})"),
+                    ], f"{kind.capitalize()}s started", decimals=0), 12, 8)
     return b
 
 
@@ -763,7 +825,7 @@ def quality():
                      decimals=2), 12, 9)
     b.add(timeseries("Share of legs with MOS ≤ 3.1 by Call Bridge",
                      "Legs ended with MOS at or below 3.1 divided by all legs with an estimate, "
-                     "per Call Bridge (le=\"3.1\" bucket over _count). CmsCallBridgeLowMos pages "
+                     "per Call Bridge (le=\"3.1\" bucket over _count). CdrLowMos (node scope) pages "
                      "above 10 % of at least 100 legs in 15 minutes.", "percentunit",
                      targets((below("3.1", by="call_bridge"), "{{call_bridge}}")),
                      thresholds=SHARE_STEPS, threshold_style="line", max_=1), 8, 8)
@@ -822,7 +884,7 @@ def quality():
                      decimals=2), 8, 9)
     b.add(timeseries("Share of legs with MOS ≤ 3.1 and ≤ 3.6, selected tenants",
                      "Scored legs of the selected tenants at or below 3.1 and 3.6 over all "
-                     "their scored legs. CmsLowMos warns above 10 % (≤ 3.1) of at least 50 legs "
+                     "their scored legs. CdrLowMos (tenant scope) warns above 10 % (≤ 3.1) of at least 50 legs "
                      "in 15 minutes." + BY_TENANT, "percentunit",
                      targets(
                          (below("3.1", T, "cms_tenant_call_leg_mos"), "≤ 3.1"),
@@ -988,8 +1050,11 @@ def health():
         "CDR receiver health",
         "cdr-exporter itself: records and batches received per Call Bridge and receiver, "
         "duplicates, gaps, invalid and rejected input, Call Bridge silence and restarts, HA "
-        "replicas, correlation state, series and label caps, durability and the process.",
-        ["cdr-exporter", "cisco-meeting-server"],
+        "replicas, FreeSWITCH and Kamailio senders (silence, retries, invalid fields, dedupe "
+        "memory), HTTP requests, correlation state, series and label caps, durability and the "
+        "process.",
+        ["cdr-exporter", "cisco-meeting-server", "freeswitch", "kamailio"],
+        senders=True,
     )
     b.annotations.append(restart_annotation("{{call_bridge}}: new CDR session"))
     b.annotations.append({
@@ -1117,6 +1182,93 @@ def health():
                      targets((inc("cdr_exporter_sessions_total", CB, "call_bridge"), "{{call_bridge}}")),
                      bars=True, thresholds=steps("green", 1, "orange")), 24, 6)
 
+    b.row("FreeSWITCH and Kamailio senders")
+    sender_steps = steps("green", 1800, "orange", 3600, "red")
+    b.add(timeseries("CDRs and reports received",
+                     "FreeSWITCH CDRs (one per leg, duplicates excluded) per switch and rtpengine "
+                     "reports (one per call) per Kamailio node, per second and receiver. Each is "
+                     "sent to one exporter (mod_xml_cdr tries its urls in turn), so after a "
+                     "failover the traffic moves from one receiver to the other." + per_receiver,
+                     "ops",
+                     targets(
+                         (f"sum by (switch, instance) (rate({sel('freeswitch_cdr_legs_total', FS)}[{RI}]))",
+                          "FreeSWITCH {{switch}} @ {{instance}}"),
+                         (f"sum by (node, instance) (rate({sel('kamailio_rtpengine_calls_total', KN)}[{RI}]))",
+                          "Kamailio {{node}} @ {{instance}}"),
+                     )), 8, 8)
+    b.add(timeseries("Age of the last CDR or report per sender",
+                     "Seconds since each receiver last accepted a CDR from each FreeSWITCH switch "
+                     "(freeswitch_cdr_last_received_timestamp_seconds) or a report from each "
+                     "Kamailio node (kamailio_rtpengine_last_report_timestamp_seconds), exporter "
+                     "clock. Senders report only when calls end: a quiet night is not an outage; "
+                     "CdrSourceSilent warns when a sender that was busy at this time a week ago "
+                     "stays silent." + per_receiver, "s",
+                     targets(
+                         (f"time() - {sel('freeswitch_cdr_last_received_timestamp_seconds', FS)}",
+                          "FreeSWITCH {{switch}} @ {{instance}}"),
+                         (f"time() - {sel('kamailio_rtpengine_last_report_timestamp_seconds', KN)}",
+                          "Kamailio {{node}} @ {{instance}}"),
+                     ), thresholds=sender_steps, threshold_style="line"), 8, 8)
+    b.add(timeseries("Retries recognised (duplicates)",
+                     "CDRs and reports received again per interval and not counted: the same "
+                     "switch and leg uuid (freeswitch_cdr_duplicates_total), the same node, Call-ID, "
+                     "tags and labels (kamailio_rtpengine_reports_duplicate_total). A retry after "
+                     "a lost 200 is normal; a steady stream means the sender does not see the "
+                     "answers." + per_receiver, "short",
+                     targets(
+                         (f"sum by (switch, instance) (increase({sel('freeswitch_cdr_duplicates_total', FS)}[{RI}]))",
+                          "FreeSWITCH {{switch}} @ {{instance}}"),
+                         (f"sum by (node, instance) (increase({sel('kamailio_rtpengine_reports_duplicate_total', KN)}[{RI}]))",
+                          "Kamailio {{node}} @ {{instance}}"),
+                     )), 8, 8)
+    b.add(timeseries("Invalid fields by reason",
+                     "Values of FreeSWITCH CDRs (freeswitch_cdr_invalid_fields_total) and rtpengine "
+                     "reports (kamailio_rtpengine_report_invalid_fields_total) that were present "
+                     "but unusable, per interval, by reason and sender; the rest of the CDR or "
+                     "report was applied.", "short",
+                     targets(
+                         (f"sum by (switch, reason) (increase({sel('freeswitch_cdr_invalid_fields_total', FS)}[{RI}]))",
+                          "FreeSWITCH {{switch}} {{reason}}"),
+                         (f"sum by (node, reason) (increase({sel('kamailio_rtpengine_report_invalid_fields_total', KN)}[{RI}]))",
+                          "Kamailio {{node}} {{reason}}"),
+                     ), stack=True), 8, 8)
+    b.add(timeseries("Dedupe memory",
+                     "FreeSWITCH legs and rtpengine calls remembered to recognise retries "
+                     "(cdr_exporter_dedupe_entries; dedupe.max_entries each)." + per_receiver,
+                     "short",
+                     targets((f"sum by (source, instance) ({sel('cdr_exporter_dedupe_entries', J)})",
+                              "{{source}} @ {{instance}}"))), 8, 8)
+    b.add(timeseries("Dedupe entries forgotten",
+                     "Entries the dedupe memories forgot per interval, by source and reason "
+                     "(max_age: older than dedupe.max_age_seconds; max_entries: the memory was "
+                     "full). A retry of a forgotten CDR or report would count again; max_entries "
+                     "above 0 means the memory is too small for the traffic." + per_receiver,
+                     "short",
+                     targets((f"sum by (source, reason, instance) (increase({sel('cdr_exporter_dedupe_forgotten_total', J)}[{RI}]))",
+                              "{{source}} {{reason}} @ {{instance}}"))), 8, 8)
+
+    b.row("HTTP")
+    b.add(timeseries("HTTP requests by route and status",
+                     "Requests answered per second by route (/cdr, /freeswitch/cdr, /kamailio/mos, "
+                     "/metrics, ...; other: no route) and status code (cdr_exporter_http_requests_total); "
+                     "5xx in red." + per_receiver, "reqps",
+                     targets((f"sum by (path, code, instance) (rate({sel('cdr_exporter_http_requests_total', J)}[{RI}]))",
+                              "{{path}} {{code}} @ {{instance}}")),
+                     overrides=[red_override(".* 5\\d\\d @ .*")]), 12, 8)
+    b.add(timeseries("HTTP request duration",
+                     "Median and 99th percentile of the time from request to answer by route "
+                     "(cdr_exporter_http_request_duration_seconds; for POSTs body read, journal and "
+                     "apply: a slow journal fsync shows here first)." + per_receiver, "s",
+                     targets(
+                         (f"histogram_quantile(0.5, sum by (le, path, instance) (rate({sel('cdr_exporter_http_request_duration_seconds_bucket', J)}[{RI}])))",
+                          "p50 {{path}} @ {{instance}}"),
+                         (f"histogram_quantile(0.99, sum by (le, path, instance) (rate({sel('cdr_exporter_http_request_duration_seconds_bucket', J)}[{RI}])))",
+                          "p99 {{path}} @ {{instance}}"),
+                         (f"sum by (path, instance) (rate({sel('cdr_exporter_http_request_duration_seconds_sum', J)}[{RI}])) / "
+                          f"sum by (path, instance) (rate({sel('cdr_exporter_http_request_duration_seconds_count', J)}[{RI}]))",
+                          "mean {{path}} @ {{instance}}"),
+                     )), 12, 8)
+
     b.row("Correlation state, series and labels")
     b.add(timeseries("Tracked objects",
                      "Calls, call legs, recordings, streamings and sessions held in memory awaiting "
@@ -1133,7 +1285,7 @@ def health():
                      "label's cap on distinct values was reached (max_values: "
                      "labels.max_call_bridges, labels.max_tenants, labels.max_values) or the value "
                      "was longer than labels.max_value_bytes (too_long). A tenant reported as other "
-                     "never raises CmsLowMos.", "short",
+                     "never raises CdrLowMos.", "short",
                      targets((inc("cdr_exporter_label_overflow_total", J, "label, cause"),
                               "{{label}} {{cause}}")),
                      thresholds=steps("green", 1, "orange"), threshold_style="line"), 8, 8)
@@ -1248,7 +1400,310 @@ def health():
     return b
 
 
-for board in (overview(), quality(), health()):
+# ---------------------------------------------------------------- all sources side by side
+# Per source: the MOS histogram by sender and by tenant, its selector, the sender / tenant label,
+# and whether an HA pair exposes it twice (CMS sends every record to each receiver; FreeSWITCH
+# and Kamailio send each CDR or report to one exporter, so their exporters are added up).
+SOURCES = [
+    dict(key="cms", name="CMS", what="legs", dedup=True,
+         mos="cms_call_leg_mos", node_s=CB, node_l="call_bridge",
+         tmos="cms_tenant_call_leg_mos", ten_s=T, ten_l="tenant",
+         unavailable="cms_call_leg_mos_unavailable_total",
+         tunavailable="cms_tenant_call_leg_mos_unavailable_total"),
+    dict(key="freeswitch", name="FreeSWITCH", what="legs", dedup=False,
+         mos="freeswitch_cdr_leg_mos", node_s=FS, node_l="switch",
+         tmos="freeswitch_cdr_domain_leg_mos", ten_s=FD, ten_l="domain",
+         unavailable="freeswitch_cdr_leg_mos_unavailable_total",
+         tunavailable="freeswitch_cdr_domain_leg_mos_unavailable_total"),
+    dict(key="kamailio", name="rtpengine", what="calls", dedup=False,
+         mos="kamailio_rtpengine_call_mos", node_s=KN, node_l="node",
+         tmos="kamailio_rtpengine_tenant_call_mos", ten_s=KT, ten_l="tenant",
+         unavailable="kamailio_rtpengine_call_mos_unavailable_total",
+         tunavailable="kamailio_rtpengine_tenant_call_mos_unavailable_total"),
+]
+
+
+def xr(metric, s, by="", dedup=False, w=RI, fn="rate"):
+    """rate/increase summed by `by`: CMS deduplicated over an HA pair, the others added up."""
+    inner = f"{fn}({sel(metric, s)}[{w}])"
+    return agg(by, dd(inner) if dedup else inner)
+
+
+def relabel(e, dst, src):
+    return e if dst == src else f'label_replace({e}, "{dst}", "$1", "{src}", "(.*)")'
+
+
+def union(parts, dst):
+    """One vector of the three sources: `source` set, the sender or tenant label renamed to
+    `dst` (node or tenant). parts: (source dict, expression by its own label, its label)."""
+    return " or ".join(
+        f'label_replace({relabel(e, dst, l)}, "source", "{src["key"]}", "", "")' for src, e, l in parts)
+
+
+def cross():
+    b = Board(
+        "cdr-call-quality",
+        "Call quality, all sources",
+        "CMS, FreeSWITCH and Kamailio/rtpengine side by side: the MOS each source gives (CMS: "
+        "our E-model estimate; FreeSWITCH: the MOS it reported; rtpengine: its average MOS), the "
+        "share at or below 3.1, calls without a MOS by reason, loss, jitter and round trip, our "
+        "estimate against the reported MOS, and the worst senders (Call Bridge, switch, node) and "
+        "tenants (CMS tenant, FreeSWITCH domain, rtpengine tenant) first. The rules' CdrLowMos "
+        "alert reads the same MOS. CMS copies of an HA pair count once; FreeSWITCH and Kamailio "
+        "send each CDR or report to one exporter, so exporters are added up.",
+        ["cdr-exporter", "cisco-meeting-server", "freeswitch", "kamailio"],
+        senders=True,
+    )
+    by_sender = (" By sender: filtered by Call Bridge, FreeSWITCH switch and Kamailio node, not "
+                 "by tenant.")
+    by_tenant = (" By tenant: filtered by tenant (CMS, rtpengine) and FreeSWITCH domain, not by "
+                 "sender.")
+    ranked = (" Over the dashboard's time range; the $topn worst (variable) of all sources, "
+              "worst first; senders and tenants with fewer than $min_legs scored legs or calls "
+              "are not ranked.")
+
+    def per_source(f, legend):
+        return targets(*[(f(src), legend.format(**src)) for src in SOURCES])
+
+    def mean_mos(src, m=None):
+        m = m or src["mos"]
+        return (f"{xr(m + '_sum', src['node_s'], dedup=src['dedup'])} / "
+                f"{xr(m + '_count', src['node_s'], dedup=src['dedup'])}")
+
+    def share(src, le="3.1", w=RI, by="", tenants=False, min_legs=False):
+        m, s_ = (src["tmos"], src["ten_s"]) if tenants else (src["mos"], src["node_s"])
+        fn = "increase" if w == RANGE else "rate"
+        whole = xr(m + "_count", s_, by, src["dedup"], w, fn)
+        if min_legs:
+            whole = f"({whole} >= $min_legs)"
+        part = xr(m + "_bucket", s_ + ', le="' + le + '"', by, src["dedup"], w, fn)
+        return f"{part} / {whole}"
+
+    b.row("Side by side (by sender)")
+    b.add(stat("Mean MOS",
+               "Mean MOS of the legs (CMS, FreeSWITCH) and calls (rtpengine) that ended on the "
+               "selected senders, averaged over the range. CMS: our estimate from its packet "
+               "statistics; FreeSWITCH: the MOS it reported; rtpengine: its average MOS. Bands: "
+               ">= 4.3 very good, 3.6-4.3 acceptable, 3.1-3.6 poor, 2.6-3.1 not recommended, "
+               "< 2.6 very bad." + by_sender, "none",
+               per_source(mean_mos, "{name}"), thresholds=MOS_STEPS, calc="mean", decimals=2,
+               min_=1, max_=4.5), 8, 5)
+    b.add(stat("MOS ≤ 3.1",
+               "Share of the scored legs or calls whose MOS is at or below 3.1 (not recommended "
+               "or worse), averaged over the range: what CdrLowMos alerts on." + by_sender,
+               "percentunit", per_source(share, "{name}"), thresholds=SHARE_STEPS, calc="mean",
+               decimals=1), 8, 5)
+    b.add(stat("Scored / min",
+               "Legs (CMS, FreeSWITCH) and calls (rtpengine) with a MOS per minute: the volume "
+               "behind the shares." + by_sender, "cpm",
+               per_source(lambda src: f"{xr(src['mos'] + '_count', src['node_s'], dedup=src['dedup'])} * 60", "{name}"),
+               decimals=1), 8, 5)
+    b.add(timeseries("Share with MOS ≤ 3.1 by source",
+                     "Share of the scored legs or calls at or below 3.1 per source over time; the "
+                     "orange and red lines are 5 % and 10 % (CdrLowMos's default threshold)."
+                     + by_sender, "percentunit", per_source(share, "{name}"),
+                     thresholds=SHARE_STEPS, threshold_style="line", max_=1), 12, 8)
+    b.add(timeseries("MOS median and mean by source",
+                     "Median (interpolated in the MOS bands) and mean MOS per source; background "
+                     "bands are the MOS bands (red < 2.6 < orange < 3.1 < yellow < 3.6 < green < "
+                     "4.3 < dark green)." + by_sender, "none",
+                     targets(*[t for src in SOURCES for t in (
+                         (f"histogram_quantile(0.5, {xr(src['mos'] + '_bucket', src['node_s'], 'le', src['dedup'])})",
+                          f"median {src['name']}"),
+                         (mean_mos(src), f"mean {src['name']}"))]),
+                     thresholds=MOS_STEPS, threshold_style="line+area", min_=1, max_=4.5,
+                     decimals=2), 12, 8)
+    for src in SOURCES:
+        b.add(heatmap(f"MOS distribution: {src['name']}",
+                      f"{src['what'].capitalize()} ended per interval by MOS band (increase of "
+                      f"{src['mos']}_bucket; bounds 1, 2, 2.6, 3.1, 3.6, 4, 4.3, 4.5 follow the "
+                      "MOS bands)." + by_sender,
+                      xr(src["mos"] + "_bucket", src["node_s"], "le", src["dedup"], fn="increase"),
+                      "none", scheme="Blues", y_decimals=1, thresholds=MOS_STEPS), 8, 8)
+    b.add(timeseries("Without a MOS, by reason",
+                     "Legs and calls that ended without a usable MOS per minute, by source and "
+                     "reason. CMS: no_audio, no_packet_statistics, invalid_values; FreeSWITCH: "
+                     "no_call_stats, no_media (its 4.50 for a leg that received nothing), "
+                     "invalid_values; rtpengine: not_measured (no usable RTCP), not_answered "
+                     "(cancel, failure), invalid_values." + by_sender, "cpm",
+                     targets(*[(f"{xr(src['unavailable'], src['node_s'], 'reason', src['dedup'])} * 60",
+                                f"{src['name']} {{{{reason}}}}") for src in SOURCES]),
+                     stack=True), 12, 8)
+    b.add(timeseries("Share without a MOS by source",
+                     "Legs or calls without a MOS over all that ended with or without one, per "
+                     "source: a rising share hides quality (nothing is scored) rather than showing "
+                     "it." + by_sender, "percentunit",
+                     targets(*[(f"{xr(src['unavailable'], src['node_s'], dedup=src['dedup'])} / ("
+                                f"{xr(src['unavailable'], src['node_s'], dedup=src['dedup'])} + "
+                                f"{xr(src['mos'] + '_count', src['node_s'], dedup=src['dedup'])})",
+                                src["name"]) for src in SOURCES]),
+                     max_=1), 12, 8)
+
+    b.row("Loss, jitter and round trip (by sender)")
+    cms_loss = ("cms_call_leg_packet_loss_ratio", CB + ', media="audio"', True)
+    fs_loss = ("freeswitch_cdr_leg_packet_loss_ratio", FS, False)
+    rtp_loss = ("kamailio_rtpengine_call_packet_loss_ratio", KN, False)
+
+    def q(m, s_, dd_, qv):
+        return f"histogram_quantile({qv}, {xr(m + '_bucket', s_, 'le', dd_)})"
+    b.add(timeseries("Packet loss (median and 90th percentile)",
+                     "Packet loss of the audio received per leg or call: CMS time-weighted burst "
+                     "and gap density (audio), FreeSWITCH flaw_total / media_packet_count, "
+                     "rtpengine the loss of its average MOS sample." + by_sender, "percentunit",
+                     targets(*[(q(m, s_, d_, qv), f"p{int(qv * 100)} {n}")
+                               for (m, s_, d_), n in ((cms_loss, "CMS"), (fs_loss, "FreeSWITCH"),
+                                                      (rtp_loss, "rtpengine"))
+                               for qv in (0.5, 0.9)]), decimals=2), 8, 8)
+    b.add(timeseries("Jitter (median and 90th percentile)",
+                     "FreeSWITCH: largest inter-arrival jitter of the audio received per leg (sqrt "
+                     "of jitter_max_variance); rtpengine: jitter of the call's average MOS sample. "
+                     "CMS reports jitter only as an alarm (CMS call quality dashboard)." + by_sender,
+                     "s",
+                     targets(*[(q(m, s_, False, qv), f"p{int(qv * 100)} {n}")
+                               for m, s_, n in (("freeswitch_cdr_leg_jitter_seconds", FS, "FreeSWITCH"),
+                                                ("kamailio_rtpengine_call_jitter_seconds", KN, "rtpengine"))
+                               for qv in (0.5, 0.9)])), 8, 8)
+    b.add(timeseries("Round trip (rtpengine)",
+                     "End-to-end round trip of the call's average MOS sample (from RTCP), median and "
+                     "90th percentile: the delay term of rtpengine's MOS and of our estimate."
+                     + by_sender, "s",
+                     targets(*[(q("kamailio_rtpengine_call_roundtrip_seconds", KN, False, qv), f"p{int(qv * 100)}")
+                               for qv in (0.5, 0.9)]),
+                     thresholds=steps("green", 0.3, "orange"), threshold_style="line"), 8, 8)
+
+    b.row("Our estimated MOS against the reported one (by sender)")
+    b.add(timeseries("FreeSWITCH: reported vs estimated MOS",
+                     "Mean and 10th percentile of the MOS FreeSWITCH reported and of our simplified "
+                     "model on the same audio (loss = flaw_total / media_packet_count, jitter, no "
+                     "latency). A steady gap is the models' difference; a gap that moves is worth a "
+                     "look." + by_sender, "none",
+                     targets(
+                         (mean_mos(SOURCES[1]), "mean reported"),
+                         (mean_mos(SOURCES[1], "freeswitch_cdr_leg_estimated_mos"), "mean estimated"),
+                         (q("freeswitch_cdr_leg_mos", FS, False, 0.1), "p10 reported"),
+                         (q("freeswitch_cdr_leg_estimated_mos", FS, False, 0.1), "p10 estimated"),
+                     ), thresholds=MOS_STEPS, threshold_style="line+area", min_=1, max_=4.5,
+                     decimals=2), 12, 8)
+    b.add(timeseries("rtpengine: average, lowest and estimated MOS",
+                     "Mean over calls of rtpengine's average MOS (mos_average), of its lowest MOS "
+                     "during the call (mos_min: the worst moment) and of our model on the average's "
+                     "loss, jitter and round trip." + by_sender, "none",
+                     targets(
+                         (mean_mos(SOURCES[2]), "average"),
+                         (mean_mos(SOURCES[2], "kamailio_rtpengine_call_mos_min"), "lowest"),
+                         (mean_mos(SOURCES[2], "kamailio_rtpengine_call_estimated_mos"), "estimated"),
+                     ), thresholds=MOS_STEPS, threshold_style="line+area", min_=1, max_=4.5,
+                     decimals=2), 12, 8)
+
+    b.row("Worst senders and tenants (over the time range)")
+    node_share = union([(src, share(src, w=RANGE, by=src["node_l"], min_legs=True), src["node_l"])
+                        for src in SOURCES], "node")
+    b.add(bargauge("Worst senders: share with MOS ≤ 3.1",
+                   "Call Bridges, FreeSWITCH switches and Kamailio nodes by share of scored legs "
+                   "or calls at or below 3.1 (the node scope of CdrLowMos)." + ranked + by_sender,
+                   "percentunit", worst(node_share), legend="{{source}} {{node}}",
+                   thresholds=SHARE_STEPS, max_=1, decimals=1), 12, 9)
+    ten_share = union([(src, share(src, w=RANGE, by=src["ten_l"], tenants=True, min_legs=True), src["ten_l"])
+                       for src in SOURCES], "tenant")
+    b.add(bargauge("Worst tenants: share with MOS ≤ 3.1",
+                   "CMS tenants, FreeSWITCH domains and rtpengine tenants by share of scored legs "
+                   "or calls at or below 3.1 (the tenant scope of CdrLowMos; unknown, other and "
+                   "FreeSWITCH/rtpengine none never alert but are shown)." + ranked + by_tenant,
+                   "percentunit", worst(ten_share), legend="{{source}} {{tenant}}",
+                   thresholds=SHARE_STEPS, max_=1, decimals=1), 12, 9)
+
+    def volume(src, tenants, metric=None):
+        m, s_, l = ((src["tmos"], src["ten_s"], src["ten_l"]) if tenants
+                    else (src["mos"], src["node_s"], src["node_l"]))
+        return xr(metric or (m + "_count"), s_, l, src["dedup"], RANGE, "increase")
+
+    def unavail(src, tenants):
+        m, s_, l = ((src["tunavailable"], src["ten_s"], src["ten_l"]) if tenants
+                    else (src["unavailable"], src["node_s"], src["node_l"]))
+        return xr(m, s_, l, src["dedup"], RANGE, "increase")
+    for tenants, dst, share_e, what, desc in (
+            (False, "node", node_share, "Senders", by_sender),
+            (True, "tenant", ten_share, "Tenants", by_tenant)):
+        top = f"topk($topn, {share_e})"
+        key = "ten_l" if tenants else "node_l"
+        b.add(table(f"{what}: worst $topn with volume",
+                    f"The worst {what.lower()} by share of MOS ≤ 3.1 with their volume: scored legs "
+                    "or calls and those without a MOS over the range (a tenant or sender whose "
+                    "calls have no MOS cannot alert)." + ranked + desc, "short",
+                    [
+                        ("MOS ≤ 3.1", top),
+                        ("Scored", f"({union([(src, volume(src, tenants), src[key]) for src in SOURCES], dst)}) "
+                                   f"and on (source, {dst}) {top}"),
+                        ("Without MOS", f"({union([(src, unavail(src, tenants), src[key]) for src in SOURCES], dst)}) "
+                                        f"and on (source, {dst}) {top}"),
+                    ], "MOS ≤ 3.1", decimals=0,
+                    exclude=("call_bridge", "switch", "domain"),
+                    units={"MOS ≤ 3.1": "percentunit"}), 12, 9)
+
+    b.row("FreeSWITCH legs (by switch and by domain)")
+    b.add(timeseries("Legs ended and answered",
+                     "FreeSWITCH legs ended (CDRs applied) and answered per second, by leg (a, b) "
+                     "and direction (inbound, outbound)." + by_sender, "ops",
+                     targets(
+                         (xr("freeswitch_cdr_legs_total", FS, "leg, direction"), "ended {{leg}} {{direction}}"),
+                         (xr("freeswitch_cdr_legs_answered_total", FS, "leg, direction"), "answered {{leg}} {{direction}}"),
+                     )), 8, 8)
+    b.add(timeseries("Hangup causes",
+                     "FreeSWITCH legs per second by hangup_cause (Q.850 code in the legend); "
+                     "NORMAL_CLEARING is the normal end." + by_sender, "ops",
+                     targets((xr("freeswitch_cdr_leg_hangups_total", FS, "hangup_cause, q850"),
+                              "{{hangup_cause}} ({{q850}})")), stack=True), 8, 8)
+    b.add(timeseries("Codecs",
+                     "FreeSWITCH legs per second by audio codec, read (rx) and write (tx)." + by_sender,
+                     "ops",
+                     targets((xr("freeswitch_cdr_leg_codecs_total", FS, "direction, codec"),
+                              "{{direction}} {{codec}}")), stack=True), 8, 8)
+    b.add(timeseries("Leg duration and billed time",
+                     "Median and 90th percentile of FreeSWITCH leg duration (creation to hangup) and "
+                     "billed time (answer to hangup, answered legs only)." + by_sender, "s",
+                     targets(
+                         (q("freeswitch_cdr_leg_duration_seconds", FS, False, 0.5), "p50 duration"),
+                         (q("freeswitch_cdr_leg_duration_seconds", FS, False, 0.9), "p90 duration"),
+                         (q("freeswitch_cdr_leg_billed_seconds", FS, False, 0.5), "p50 billed"),
+                         (q("freeswitch_cdr_leg_billed_seconds", FS, False, 0.9), "p90 billed"),
+                         (f"{xr('freeswitch_cdr_leg_billed_seconds_sum', FS)} / {xr('freeswitch_cdr_leg_billed_seconds_count', FS)}",
+                          "mean billed"),
+                         (f"{xr('freeswitch_cdr_leg_duration_seconds_sum', FS)} / {xr('freeswitch_cdr_leg_duration_seconds_count', FS)}",
+                          "mean duration"),
+                     )), 12, 8)
+    dom_busy = xr("freeswitch_cdr_domain_legs_total", FD, "domain", False, RANGE, "increase")
+    dom_top = f"topk($topn, {dom_busy})"
+    b.add(table("Busiest FreeSWITCH domains",
+                "Legs ended, answered, with and without a MOS per domain over the range: the $topn "
+                "domains with the most legs (their MOS: the worst tenants above)." + by_tenant, "short",
+                [
+                    ("Legs", dom_top),
+                    ("Answered", f"{xr('freeswitch_cdr_domain_legs_answered_total', FD, 'domain', False, RANGE, 'increase')} and on (domain) {dom_top}"),
+                    ("Without MOS", f"{xr('freeswitch_cdr_domain_leg_mos_unavailable_total', FD, 'domain', False, RANGE, 'increase')} and on (domain) {dom_top}"),
+                    ("With MOS", f"{xr('freeswitch_cdr_domain_leg_mos_count', FD, 'domain', False, RANGE, 'increase')} and on (domain) {dom_top}"),
+                ], "Legs", decimals=0), 12, 8)
+
+    b.row("Kamailio/rtpengine calls (by node and by tenant)")
+    b.add(timeseries("Calls reported by end event",
+                     "Calls rtpengine reported on through Kamailio per second, by how they ended "
+                     "(bye, cancel, failure, unknown)." + by_sender, "ops",
+                     targets((xr("kamailio_rtpengine_calls_total", KN, "event"), "{{event}}")),
+                     stack=True), 12, 8)
+    rt_busy = xr("kamailio_rtpengine_tenant_calls_total", KT, "tenant", False, RANGE, "increase")
+    rt_top = f"topk($topn, {rt_busy})"
+    b.add(table("Busiest rtpengine tenants",
+                "Calls reported, with and without an rtpengine MOS, per tenant over the range: the "
+                "$topn tenants with the most calls (their MOS: the worst tenants above)."
+                + by_tenant, "short",
+                [
+                    ("Calls", rt_top),
+                    ("Without MOS", f"{xr('kamailio_rtpengine_tenant_call_mos_unavailable_total', KT, 'tenant', False, RANGE, 'increase')} and on (tenant) {rt_top}"),
+                    ("With MOS", f"{xr('kamailio_rtpengine_tenant_call_mos_count', KT, 'tenant', False, RANGE, 'increase')} and on (tenant) {rt_top}"),
+                ], "Calls", decimals=0), 12, 8)
+    return b
+
+
+for board in (overview(), quality(), health(), cross()):
     path = f"{OUT}/{board.uid}.json"
     with open(path, "w") as f:
         json.dump(board.json(), f, indent=2, ensure_ascii=False)

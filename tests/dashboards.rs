@@ -196,6 +196,39 @@ fn catalogue() -> &'static Catalogue {
                 app.pipeline.ingest().apply(&batch, &src, 1.7e9);
             }
         }
+        // FreeSWITCH CDRs and rtpengine reports: their families' labels (switch, domain,
+        // node, tenant) are checked like the CMS ones.
+        let mut applied = (0, 0);
+        for (sub, fs) in [("freeswitch", true), ("rtpengine", false)] {
+            let dir = root().join("tests/fixtures").join(sub);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "xml" || x == "json"))
+                .collect();
+            files.sort();
+            for f in &files {
+                let body = std::fs::read(f).unwrap();
+                if fs {
+                    let ct = if f.extension().is_some_and(|x| x == "xml") {
+                        "text/xml"
+                    } else {
+                        "application/json"
+                    };
+                    if let Ok(cdr) = cdr_exporter::freeswitch::parse(Some(ct), &body) {
+                        app.pipeline.ingest().apply_freeswitch(&cdr, &src, 1.7e9);
+                        applied.0 += 1;
+                    }
+                } else if let Ok(r) = cdr_exporter::rtpengine::parse(&body) {
+                    app.pipeline.ingest().apply_rtpengine(&r, &src, 1.7e9);
+                    applied.1 += 1;
+                }
+            }
+        }
+        assert!(
+            applied.0 > 0 && applied.1 > 0,
+            "no FreeSWITCH or rtpengine fixture applied: {applied:?}"
+        );
         let text = app.state.exposition.encode_text();
         let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for line in text.lines() {
@@ -409,6 +442,9 @@ fn substitute(expr: &str, vars: &Vars) -> Result<String, String> {
             "__range_s" => "3600".into(),
             "__range_ms" => "3600000".into(),
             "" => return Err(format!("lone $ at offset {i}")),
+            // label_replace's capture references ($1): Grafana leaves names that are not
+            // variables as they are.
+            n if n.chars().all(|c| c.is_ascii_digit()) => format!("${n}"),
             n if vars.numbers.contains_key(n) => vars.numbers[n].clone(),
             n if vars.contains(n) => var_sentinel(n),
             n => return Err(format!("unknown variable ${n}")),
@@ -522,7 +558,10 @@ impl<'a> Checker<'a> {
 
     /// Whether `e` returns a series per tenant that no topk/bottomk bounds.
     fn per_tenant(&self, e: &Expr) -> bool {
-        let has = |l: &promql_parser::label::Labels| l.labels.iter().any(|x| x == "tenant");
+        // FreeSWITCH domains are tenants too (up to labels.max_domains).
+        let has = |l: &promql_parser::label::Labels| {
+            l.labels.iter().any(|x| x == "tenant" || x == "domain")
+        };
         match e {
             Expr::Aggregate(a) => {
                 let op = a.op.to_string().to_lowercase();
@@ -572,7 +611,7 @@ impl<'a> Checker<'a> {
         self.cat
             .labels
             .get(&name)
-            .is_some_and(|l| l.contains("tenant"))
+            .is_some_and(|l| l.contains("tenant") || l.contains("domain"))
     }
 
     fn walk(&mut self, e: &Expr) {
@@ -1142,10 +1181,12 @@ fn check_dashboard(
             exprs.push((r.to_owned(), e.to_owned(), instant));
         }
         // MOS panels: a MOS value (mean or quantile) needs the MOS bands as thresholds.
-        // By Call Bridge (cms_call_leg_mos) and by tenant (cms_tenant_call_leg_mos).
+        // Every MOS histogram of every source: CMS (cms_call_leg_mos, cms_tenant_call_leg_mos),
+        // FreeSWITCH (freeswitch_cdr_leg_mos, _estimated_mos, by domain) and rtpengine
+        // (kamailio_rtpengine_call_mos, _mos_min, _estimated_mos, by tenant).
         let shows_mos = exprs.iter().any(|(_, e, _)| {
-            e.contains("call_leg_mos_sum")
-                || (e.contains("histogram_quantile") && e.contains("call_leg_mos_bucket"))
+            e.contains("_mos_sum")
+                || (e.contains("histogram_quantile") && e.contains("_mos_bucket"))
         });
         if shows_mos {
             let steps: Vec<(Option<f64>, String)> = panel
@@ -1232,7 +1273,12 @@ fn dashboards_pass_lint() {
             problems.push(format!("{name}: uid {uid} also used by {other}"));
         }
     }
-    for uid in ["cms-overview", "cms-call-quality", "cdr-receiver-health"] {
+    for uid in [
+        "cms-overview",
+        "cms-call-quality",
+        "cdr-receiver-health",
+        "cdr-call-quality",
+    ] {
         if !uids.contains_key(uid) {
             problems.push(format!("no dashboard with uid {uid}"));
         }

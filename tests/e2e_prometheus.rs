@@ -1,8 +1,10 @@
 //! End to end with a real Prometheus and Alertmanager (Debian packages) on loopback: the
 //! exporter is scraped, the bundled rules load and evaluate, nothing fires on clean traffic,
-//! low MOS and lost records reach Alertmanager at the rules' default minimum volumes (never
-//! for tenant `unknown`), and every dashboard query returns data from what the simulator and
-//! a few bad POSTs produced.
+//! low MOS (CMS, FreeSWITCH and rtpengine, per node and per tenant) and lost records reach
+//! Alertmanager at the rules' default minimum volumes (never for tenant `unknown`, nor
+//! FreeSWITCH/rtpengine `none`), the cross-source recording rules hold all three sources, and
+//! every dashboard query returns data from what the simulator, the FreeSWITCH and rtpengine
+//! fixtures and a few bad POSTs produced.
 
 mod common;
 
@@ -101,6 +103,12 @@ fn grafana_to_promql(expr: &str, custom: &[(String, String)]) -> String {
         ("$call_bridge", ".*"),
         ("${tenant}", ".*"),
         ("$tenant", ".*"),
+        ("${switch}", ".*"),
+        ("$switch", ".*"),
+        ("${domain}", ".*"),
+        ("$domain", ".*"),
+        ("${node}", ".*"),
+        ("$node", ".*"),
     ] {
         e = e.replace(k, v);
     }
@@ -241,6 +249,59 @@ async fn value(prom: SocketAddr, q: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The text between the first `open` and the following `close`.
+fn between<'a>(s: &'a str, open: &str, close: &str) -> &'a str {
+    let start = s.find(open).unwrap_or_else(|| panic!("no {open}")) + open.len();
+    let len = s[start..]
+        .find(close)
+        .unwrap_or_else(|| panic!("no {close}"));
+    &s[start..start + len]
+}
+
+/// A FreeSWITCH fixture as mod_xml_cdr posts it (`encode=textxml`), optionally as another leg
+/// (every occurrence of its uuid replaced) and with `edits` (from, to) applied.
+async fn post_freeswitch(
+    c: &mut Conn,
+    file: &str,
+    new_uuid: Option<&str>,
+    edits: &[(&str, &str)],
+) -> Resp {
+    let mut text = String::from_utf8(fixture(&format!("freeswitch/{file}"))).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{file} has no {from}");
+        text = text.replace(from, to);
+    }
+    let uuid = between(&text, "<uuid>", "</uuid>").to_owned();
+    let (text, uuid) = match new_uuid {
+        Some(n) => (text.replace(&uuid, n), n.to_owned()),
+        None => (text, uuid),
+    };
+    c.post_typed(
+        &format!("/freeswitch/cdr?uuid=a_{uuid}"),
+        Some("text/xml"),
+        text.into_bytes(),
+    )
+    .await
+}
+
+/// A bad rtpengine report (average MOS 2.5) of tenant e2e.example from node kamailio-e2e,
+/// made from the Kamailio 5.6 fixture with its own Call-ID.
+fn bad_rtpengine_report(call_id: &str) -> Vec<u8> {
+    let text = String::from_utf8(fixture("rtpengine/kamailio-5.6-bye.json")).unwrap();
+    let old_id = format!(
+        "\"call_id\": \"{}\"",
+        between(&text, "\"call_id\": \"", "\"}")
+    );
+    assert!(text.contains("\"mos_average\": \"3.5\"") && text.contains("\"node\": \"kamailio-1\""));
+    text.replace("\"mos_average\": \"3.5\"", "\"mos_average\": \"2.5\"")
+        .replace(
+            "\"node\": \"kamailio-1\"",
+            "\"node\": \"kamailio-e2e\", \"tenant\": \"e2e.example\"",
+        )
+        .replace(&old_id, &format!("\"call_id\": \"{call_id}\""))
+        .into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_alertmanager_dashboards_and_alerts() {
     require("prometheus");
@@ -254,7 +315,7 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
     let overrides: Vec<(String, String)> = [
         ("low_mos_window", "1m"),
         ("low_mos_for", "0s"),
-        ("call_bridge_low_mos_for", "0s"),
+        ("node_low_mos_for", "0s"),
         ("records_missing_window", "1m"),
         ("records_missing_for", "0s"),
         ("restarted_for", "0s"),
@@ -389,19 +450,125 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
     let r = c.post("/cdr", fixture("invalid-records.xml")).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
+    // FreeSWITCH and Kamailio/rtpengine as their senders post: every fixture once, a retry
+    // (counted as a duplicate), then enough bad calls (fresh leg uuids and Call-IDs) to
+    // reach CdrLowMos's default minimum volumes per node (100) and per tenant (50). The
+    // series exist before the burst, so increase() sees all of it.
+    for f in [
+        "a-leg-good.xml",
+        "b-leg.xml",
+        "bad-call.xml",
+        "zero-media.xml",
+        "no-call-stats.xml",
+        "encoded-values.xml",
+    ] {
+        let r = post_freeswitch(&mut c, f, None, &[]).await;
+        assert_eq!(r.status, 200, "freeswitch/{f}: {}", r.body);
+    }
+    let r = post_freeswitch(&mut c, "a-leg-good.xml", None, &[]).await;
+    assert_eq!(r.status, 200, "FreeSWITCH retry: {}", r.body);
+    // A leg with an unusable field (negative billsec), and a report with an unusable value
+    // (decimal comma): the rest of each is applied.
+    let r = post_freeswitch(
+        &mut c,
+        "a-leg-good.xml",
+        Some("e2e0ffff-0000-4000-8000-000000000001"),
+        &[("<billsec>180</billsec>", "<billsec>-3</billsec>")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let invalid = String::from_utf8(bad_rtpengine_report("e2e-invalid@192.0.2.1"))
+        .unwrap()
+        .replace("\"mos_min\": \"3.4\"", "\"mos_min\": \"3,4\"");
+    let r = c
+        .post_typed(
+            "/kamailio/mos",
+            Some("application/json"),
+            invalid.into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for f in [
+        "kamailio-5.6-bye.json",
+        "numbers.json",
+        "no-mos.json",
+        "acc-json-empty-values.json",
+        "acc-json-no-mos.json",
+    ] {
+        let r = c
+            .post_typed(
+                "/kamailio/mos",
+                Some("application/json"),
+                fixture(&format!("rtpengine/{f}")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "rtpengine/{f}: {}", r.body);
+    }
+    let r = c
+        .post_typed(
+            "/kamailio/mos",
+            Some("application/json"),
+            fixture("rtpengine/kamailio-5.6-bye.json"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "rtpengine retry: {}", r.body);
+    let r = c
+        .post_typed(
+            "/kamailio/mos",
+            Some("application/json"),
+            bad_rtpengine_report("e2e-seed"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..120 {
+        let uuid = format!("e2e00000-0000-4000-8000-{i:012}");
+        let r = post_freeswitch(&mut c, "bad-call.xml", Some(&uuid), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = c
+            .post_typed(
+                "/kamailio/mos",
+                Some("application/json"),
+                bad_rtpengine_report(&format!("e2e-{i}@192.0.2.1")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    // CdrLowMos per node and per tenant for each source, and CmsCdrRecordsMissing.
+    let want: BTreeSet<String> = ["cms", "freeswitch", "kamailio"]
+        .iter()
+        .flat_map(|s| {
+            [
+                format!("CdrLowMos {s} node"),
+                format!("CdrLowMos {s} tenant"),
+            ]
+        })
+        .chain(["CmsCdrRecordsMissing".to_owned()])
+        .collect();
+    let want = &want;
     let got = eventually(
         Duration::from_secs(60),
-        "CmsLowMos, CmsCallBridgeLowMos and CmsCdrRecordsMissing in Alertmanager",
+        "CdrLowMos (node and tenant scope of every source) and CmsCdrRecordsMissing in Alertmanager",
         || async move {
-            let f = firing(am_addr).await;
-            ["CmsLowMos", "CmsCallBridgeLowMos", "CmsCdrRecordsMissing"]
+            let active = active_alerts(am_addr).await;
+            let f: BTreeSet<String> = active
                 .iter()
-                .all(|a| f.contains(*a))
-                .then_some(f)
+                .map(|a| {
+                    let l = &a["labels"];
+                    let name = l["alertname"].as_str().unwrap_or("").to_owned();
+                    match (l["source"].as_str(), l["scope"].as_str()) {
+                        (Some(src), Some(scope)) => format!("{name} {src} {scope}"),
+                        _ => name,
+                    }
+                })
+                .collect();
+            want.is_subset(&f).then_some(f)
         },
     )
     .await;
     assert!(!got.contains("CdrExporterDown"), "{got:?}");
+    assert!(!got.contains("CdrSourceSilent"), "{got:?}");
     let s2 = tokio::time::timeout(Duration::from_secs(60), sim2)
         .await
         .unwrap()
@@ -413,30 +580,91 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
     let active = active_alerts(am_addr).await;
     let low: Vec<&Value> = active
         .iter()
-        .filter(|a| a["labels"]["alertname"] == "CmsLowMos")
+        .filter(|a| a["labels"]["alertname"] == "CdrLowMos")
         .collect();
     for a in &low {
         let l = &a["labels"];
+        let tenant_scope = l["scope"] == "tenant";
         assert!(
-            l["tenant"].is_string() && l["job"] == "cdr-exporter" && l["source"] == "cms",
+            l["job"] == "cdr-exporter"
+                && ["cms", "freeswitch", "kamailio"].contains(&l["source"].as_str().unwrap_or("")),
             "{a}"
         );
-        assert!(l["call_bridge"].is_null() && l["instance"].is_null(), "{a}");
+        assert!(
+            l["call_bridge"].is_null() && l["instance"].is_null() && l["switch"].is_null(),
+            "{a}"
+        );
+        if tenant_scope {
+            assert!(
+                l["tenant"].is_string() && l["node"].is_null() && l["severity"] == "warning",
+                "{a}"
+            );
+        } else {
+            assert!(
+                l["scope"] == "node" && l["node"].is_string() && l["tenant"].is_null(),
+                "{a}"
+            );
+            assert_eq!(l["severity"], "critical", "{a}");
+        }
         assert!(a["annotations"]["runbook_url"]
             .as_str()
             .unwrap()
-            .contains("runbooks.md#cmslowmos"));
-        assert!(a["annotations"]["dashboard_url"]
-            .as_str()
-            .unwrap()
-            .contains("/d/cms-call-quality?var-job=cdr-exporter&var-tenant="));
+            .contains("runbooks.md#cdrlowmos"));
+        let dash = a["annotations"]["dashboard_url"].as_str().unwrap();
+        assert!(
+            dash.contains(if tenant_scope {
+                "/d/cdr-call-quality?var-job=cdr-exporter&var-tenant="
+            } else {
+                "/d/cdr-call-quality?var-job=cdr-exporter&var-call_bridge="
+            }),
+            "{a}"
+        );
         assert!(!a["annotations"]["description"].as_str().unwrap().is_empty());
+    }
+    // The bad FreeSWITCH and rtpengine calls are named by their switch, node and tenant.
+    for (src, scope, label, value) in [
+        ("freeswitch", "node", "node", "fs-edge-01"),
+        ("freeswitch", "tenant", "tenant", "trunk.example.net"),
+        ("kamailio", "node", "node", "kamailio-e2e"),
+        ("kamailio", "tenant", "tenant", "e2e.example"),
+    ] {
+        assert!(
+            low.iter().any(|a| {
+                let l = &a["labels"];
+                l["source"] == src && l["scope"] == scope && l[label] == value
+            }),
+            "no CdrLowMos {src} {scope} {label}={value}: {low:?}"
+        );
+    }
+    // The recording rules hold every source: MOS by node and by tenant, last heard per sender.
+    for rule in [
+        "node:call_leg_mos_scored:increase1m",
+        "tenant:call_leg_mos_scored:increase1m",
+        "node:call_leg_mos_below_3_1:ratio_rate1m",
+        "tenant:call_leg_mos_below_3_1:ratio_rate1m",
+        "node:cdr_last_received_timestamp_seconds:max",
+    ] {
+        let r = query(
+            prom_addr,
+            &format!("count by (source) (max_over_time({rule}[1m]))"),
+        )
+        .await
+        .unwrap();
+        let sources: BTreeSet<&str> = r
+            .iter()
+            .filter_map(|s| s["metric"]["source"].as_str())
+            .collect();
+        assert_eq!(
+            sources,
+            BTreeSet::from(["cms", "freeswitch", "kamailio"]),
+            "{rule}: {r:?}"
+        );
     }
     // Never a page or ticket for calls nobody can be told about, although their volume is over
     // the minimum.
     let unknown_legs = value(
         prom_addr,
-        "max_over_time(tenant:call_leg_mos_scored:increase1m{tenant=\"unknown\"}[1m])",
+        "max_over_time(tenant:call_leg_mos_scored:increase1m{source=\"cms\", tenant=\"unknown\"}[1m])",
     )
     .await;
     assert!(
@@ -447,6 +675,10 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
     for a in &active {
         let t = a["labels"]["tenant"].as_str().unwrap_or("");
         assert!(t != "unknown" && t != "other", "alert for tenant {t}: {a}");
+        assert!(
+            !(t == "none" && a["labels"]["source"] != "cms"),
+            "alert for a FreeSWITCH or rtpengine tenant none: {a}"
+        );
     }
     let lost: Vec<&Value> = active
         .iter()
@@ -455,13 +687,14 @@ async fn prometheus_alertmanager_dashboards_and_alerts() {
     assert!(lost
         .iter()
         .all(|a| a["labels"]["severity"] == "critical" && a["labels"]["call_bridge"].is_string()));
-    // The pages: one per Call Bridge, no instance (an HA pair would page once).
+    // The pages: one per Call Bridge, switch or node, no instance (an HA pair would page once).
     for a in active
         .iter()
         .filter(|a| a["labels"]["severity"] == "critical")
     {
         assert!(
-            a["labels"]["call_bridge"].is_string() && a["labels"]["instance"].is_null(),
+            (a["labels"]["call_bridge"].is_string() || a["labels"]["node"].is_string())
+                && a["labels"]["instance"].is_null(),
             "{a}"
         );
     }

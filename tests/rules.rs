@@ -9,11 +9,12 @@ use std::process::Command;
 
 use cdr_exporter::rules::{self, parameters, render, Kind, RulesError};
 
+/// In file order. CdrLowMos is two rules (scope tenant, then scope node) under one name.
 const ALERTS: &[&str] = &[
-    "CmsLowMos",
-    "CmsCallBridgeLowMos",
+    "CdrLowMos",
+    "CdrLowMos",
     "CmsCdrRecordsMissing",
-    "CmsCdrReceiverSilent",
+    "CdrSourceSilent",
     "CmsCdrReplicaBehind",
     "CmsCallBridgeRestarted",
     "CmsAbnormalLegEnds",
@@ -244,7 +245,7 @@ fn every_parameter_is_used_and_documented() {
 /// A valid value different from the default, per kind.
 fn other_value(p: &rules::Parameter) -> &'static str {
     match p.kind {
-        Kind::Window if p.name == "receiver_silent_expected_within" => "2d",
+        Kind::Window if p.name == "source_silent_expected_within" => "2d",
         Kind::Window => "13m",
         Kind::Duration => "3m",
         Kind::Ratio => "0.37",
@@ -279,37 +280,39 @@ fn recorded_inputs(text: &str, alerts: &[&str]) -> BTreeSet<String> {
 fn overrides_change_exactly_the_intended_values() {
     let base = render(&[]).unwrap();
 
-    // The e2e test's use: a short `for` on CmsLowMos.
+    // The e2e test's use: a short `for` on CdrLowMos (tenant scope only).
     let short = render_ok(&[("low_mos_for", "30s")]);
     assert_eq!(
         changed_rules(&base, &short),
-        BTreeSet::from([Some("CmsLowMos".to_owned())])
+        BTreeSet::from([Some("CdrLowMos".to_owned())])
     );
-    let low = rules_of(&short)
-        .into_iter()
-        .find(|r| r.name == "CmsLowMos")
-        .unwrap();
+    let scoped = |text: &str, scope: &str| {
+        rules_of(text)
+            .into_iter()
+            .find(|r| r.name == "CdrLowMos" && r.field("scope").as_deref() == Some(scope))
+            .unwrap_or_else(|| panic!("no CdrLowMos with scope {scope}"))
+    };
+    let low = scoped(&short, "tenant");
     assert_eq!(low.field("for").as_deref(), Some("30s"));
     assert_eq!(base.matches("for: 30s").count(), 0);
     assert_eq!(short.matches("for: 30s").count(), 1);
+    assert_eq!(scoped(&short, "node").field("for").as_deref(), Some("10m"));
 
     // A threshold lands in the expression and the description, nowhere else.
     let share = render_ok(&[("low_mos_share", "0.25")]);
-    let low = rules_of(&share)
-        .into_iter()
-        .find(|r| r.name == "CmsLowMos")
-        .unwrap();
-    assert!(low.expr().contains("> 0.25)"), "{}", low.expr());
+    let low = scoped(&share, "tenant");
+    assert!(low.expr().contains("> 0.25\n"), "{}", low.expr());
+    assert!(!scoped(&share, "node").expr().contains("0.25"));
     assert!(low
         .folded("description")
         .unwrap()
         .contains("humanizePercentage \"0.25\""));
 
     // Durations used in arithmetic are rendered in seconds.
-    let silent = render_ok(&[("receiver_silent_after", "90m")]);
+    let silent = render_ok(&[("source_silent_after", "90m")]);
     let r = rules_of(&silent)
         .into_iter()
-        .find(|r| r.name == "CmsCdrReceiverSilent")
+        .find(|r| r.name == "CdrSourceSilent")
         .unwrap();
     assert!(r.expr().contains("> 5400)"), "{}", r.expr());
     assert!(r.expr().contains("[90m] offset 1w"), "{}", r.expr());
@@ -317,7 +320,7 @@ fn overrides_change_exactly_the_intended_values() {
     // A later override of the same key wins; decimals are normalised.
     let twice = render_ok(&[("low_mos_min_legs", "3"), ("low_mos_min_legs", "020")]);
     assert!(
-        twice.contains("tenant:call_leg_mos_scored:increase15m{source=\"cms\"} >= 20)"),
+        twice.contains("(tenant:call_leg_mos_scored:increase15m >= 20)"),
         "{twice}"
     );
 
@@ -407,7 +410,7 @@ fn unknown_keys_and_bad_values_are_errors() {
         ("runbook_url", "wiki/runbooks"),
         ("runbook_url", "https://wiki.example.com/a b"),
         ("runbook_url", "https://wiki.example.com/x#y"),
-        ("receiver_silent_expected_within", "30m"),
+        ("source_silent_expected_within", "30m"),
     ];
     for (k, v) in bad {
         match render(&set(&[(k, v)])) {
@@ -490,8 +493,13 @@ fn every_alert_is_complete_and_has_a_runbook() {
             "{}: description without labels",
             r.name
         );
-        // Whoever is affected is named: every label the promtool tests see on the alert.
-        let labels = tested.get(&r.name).cloned().unwrap_or_default();
+        // Whoever is affected is named: every label the promtool tests see on the alert (per
+        // scope where one name has several rules).
+        let key = match r.field("scope") {
+            Some(scope) => format!("{}{{scope={scope}}}", r.name),
+            None => r.name.clone(),
+        };
+        let labels = tested.get(&key).cloned().unwrap_or_default();
         assert!(
             labels.contains("job"),
             "{}: alerts carry job (no promtool test shows it: {labels:?})",
@@ -500,6 +508,8 @@ fn every_alert_is_complete_and_has_a_runbook() {
         for label in [
             "tenant",
             "call_bridge",
+            "node",
+            "source",
             "instance",
             "job",
             "reason",
@@ -544,7 +554,8 @@ fn every_alert_is_complete_and_has_a_runbook() {
     }
 }
 
-/// Label names of the alerts expected by the promtool tests (alerts/tests/*.yml), per alert.
+/// Label names of the alerts expected by the promtool tests (alerts/tests/*.yml), per alert
+/// (`Name{scope=x}` for the alerts that carry a scope label).
 fn tested_alert_labels() -> std::collections::BTreeMap<String, BTreeSet<String>> {
     let mut out: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
     let dir = root().join("alerts/tests");
@@ -555,8 +566,12 @@ fn tested_alert_labels() -> std::collections::BTreeMap<String, BTreeSet<String>>
         for t in y["tests"].as_sequence().into_iter().flatten() {
             for a in t["alert_rule_test"].as_sequence().into_iter().flatten() {
                 let name = a["alertname"].as_str().unwrap().to_owned();
-                let entry = out.entry(name).or_default();
                 for exp in a["exp_alerts"].as_sequence().into_iter().flatten() {
+                    let key = match exp["exp_labels"]["scope"].as_str() {
+                        Some(scope) => format!("{name}{{scope={scope}}}"),
+                        None => name.clone(),
+                    };
+                    let entry = out.entry(key).or_default();
                     for k in exp["exp_labels"].as_mapping().into_iter().flatten() {
                         entry.insert(k.0.as_str().unwrap().to_owned());
                     }
@@ -620,6 +635,61 @@ fn cms_rules_count_an_ha_pair_once() {
     assert!(checked >= 9, "only {checked} rules read cms_* series");
 }
 
+/// FreeSWITCH (mod_xml_cdr tries its urls in turn) and Kamailio (one URL) send each CDR or
+/// report to one exporter: with two exporters in a job, a switch that fails over has part of
+/// its traffic on each. Rules over freeswitch_*/kamailio_* counters must add the exporters up
+/// (`max without (instance)` would keep one part) and must not keep instance (one alert per
+/// switch or node, not per exporter). sources.test.yml proves the values.
+#[test]
+fn sent_once_sources_are_summed_over_exporters() {
+    let text = render(&[]).unwrap();
+    let mut checked = 0;
+    for r in rules_of(&text) {
+        let expr = r.expr();
+        let names = series_names(&expr);
+        let sent_once: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("freeswitch_") || n.starts_with("kamailio_"))
+            .collect();
+        if sent_once.is_empty() {
+            continue;
+        }
+        checked += 1;
+        for line in expr
+            .lines()
+            .filter(|l| sent_once.iter().any(|n| l.contains(n.as_str())))
+        {
+            assert!(
+                !line.contains("max without (instance)"),
+                "{}: takes one exporter's copy of a sent-once source: {line}",
+                r.name
+            );
+        }
+        assert!(
+            !expr.contains("instance,")
+                && !expr.contains(", instance")
+                && !expr.contains("by (instance"),
+            "{}: keeps instance:\n{expr}",
+            r.name
+        );
+        if names
+            .iter()
+            .all(|n| !n.starts_with("cms_") && !n.starts_with("cdr_exporter_"))
+            && !expr.contains("_timestamp_seconds")
+        {
+            assert!(
+                expr.contains("sum by (job, "),
+                "{}: not summed over exporters:\n{expr}",
+                r.name
+            );
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} rules read freeswitch_*/kamailio_* series"
+    );
+}
+
 /// Every sample name the exporter can expose (from the catalogue), histogram suffixes too.
 fn exposed_metric_names() -> BTreeSet<String> {
     use cdr_exporter::metrics::{catalogue, Type};
@@ -656,6 +726,8 @@ fn series_names(expr: &str) -> BTreeSet<String> {
             let t = std::mem::take(&mut tok);
             if t.contains(':')
                 || t.starts_with("cms_")
+                || t.starts_with("freeswitch_")
+                || t.starts_with("kamailio_")
                 || t.starts_with("cdr_exporter_")
                 || t.starts_with("process_")
                 || t == "up"
