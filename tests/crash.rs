@@ -1,6 +1,6 @@
-//! The crash tests: the simulator drives load while the exporter is killed with SIGKILL at
-//! random moments and restarted each time; at the end every counter equals the simulator's
-//! acknowledged totals exactly. Then the files are damaged as a disk might damage them (the
+//! The crash tests: the simulator (Call Bridges, FreeSWITCH switches, Kamailio nodes) drives
+//! load while the exporter is killed with SIGKILL at random moments and restarted each time;
+//! at the end every counter equals the simulator's acknowledged totals exactly. Then the files are damaged as a disk might damage them (the
 //! newest snapshot, one byte in the middle of the journal) and the totals still hold, except
 //! for the records of the one damaged journal entry, which are reported.
 
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdr_exporter::sim::{self, Expected, SimConfig};
+use cdr_exporter::sim::{self, Expected, Retry, SimConfig};
 use common::expect::{assert_exporter_shows, scrape};
 use rand::{Rng, SeedableRng};
 
@@ -82,6 +82,17 @@ async fn load_with_kills(
         duplicate_rate: 0.05,
         // A killed exporter never answers: retry soon.
         request_timeout: Duration::from_secs(2),
+        freeswitch_switches: 2,
+        kamailio_nodes: 2,
+        // Retried for as long as the exporter may be down: nothing is given up.
+        freeswitch_retry: Retry {
+            retries: 300,
+            delay: Duration::from_millis(100),
+        },
+        kamailio_retry: Retry {
+            retries: 300,
+            delay: Duration::from_millis(100),
+        },
         ..SimConfig::default()
     };
     let sim = tokio::spawn(sim::run(cfg, std::future::pending()));
@@ -107,6 +118,12 @@ async fn load_with_kills(
         "every record was eventually acknowledged"
     );
     assert_eq!(summary.rejected_batches, 0);
+    for p in [&summary.freeswitch, &summary.kamailio] {
+        assert!(p.acknowledged > 20, "{summary}");
+        assert_eq!((p.given_up, p.unsent), (0, 0), "{summary}");
+    }
+    assert!(summary.expected.series["freeswitch_cdr_legs_total"] > 0);
+    assert!(summary.expected.series["kamailio_rtpengine_calls_total"] > 0);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_exporter_shows(addr, &summary.expected).await;
     (summary.expected, child)
