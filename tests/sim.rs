@@ -158,6 +158,18 @@ async fn exporter_matches_the_simulator_with_all_faults_on() {
     assert_voip_exercised(&summary);
     let s = assert_exporter_shows(server.addr, e).await;
     assert_wrong_expectations_are_caught(e, &s);
+    // Without retries every duplicate the exporter counted is one the players re-sent.
+    for (family, p) in [
+        ("freeswitch_cdr_duplicates_total", &summary.freeswitch),
+        (
+            "kamailio_rtpengine_reports_duplicate_total",
+            &summary.kamailio,
+        ),
+    ] {
+        if p.retries == 0 {
+            assert_eq!(s.sum(family, &[]), p.duplicates as f64, "{family}");
+        }
+    }
     assert!(
         s.sum(
             "cdr_exporter_evicted_objects_total",

@@ -690,4 +690,45 @@ mod tests {
         assert_eq!(seen.len(), 5, "{seen:?}");
         assert_eq!(reasons.len(), 3, "{reasons:?}");
     }
+
+    /// The bodies are byte for byte what the exporter's own encoder (checked against
+    /// upstream in `tests/freeswitch_parse.rs`) makes of the same document.
+    #[test]
+    fn encodings_agree_with_the_exporters_encoder() {
+        use crate::freeswitch::Encoding as E;
+        let mut sw = switch();
+        for _ in 0..30 {
+            sw.next_at();
+            for l in sw.call() {
+                let i = sw.legs;
+                let p = sw.post(&l);
+                let (doc, want) = match ENCODINGS[(i % ENCODINGS.len() as u64) as usize] {
+                    Encoding::UrlEncoded => (sw.xml(&l), E::UrlEncoded),
+                    Encoding::Base64 => (sw.xml(&l), E::Base64),
+                    Encoding::Plain => (sw.xml(&l), E::Plain),
+                    Encoding::TextXml => (sw.xml(&l), E::TextXml),
+                    Encoding::Json { encode_values } => (sw.json(&l, encode_values), E::Json),
+                };
+                let (ct, body) = crate::freeswitch::encode(&doc, want);
+                assert_eq!((p.content_type, &p.body[..]), (ct, &body[..]));
+            }
+        }
+    }
+
+    /// The lists the tally relies on are the exporter's.
+    #[test]
+    fn vocabulary_is_the_exporters() {
+        use crate::metrics::vocab::known;
+        assert_eq!(&MOS_UNAVAILABLE[..], known::FREESWITCH_MOS_UNAVAILABLE);
+        for c in CODECS {
+            assert!(known::FREESWITCH_CODECS.contains(&c), "{c}");
+        }
+        let causes = [NORMAL_CLEARING, ORIGINATOR_CANCEL]
+            .into_iter()
+            .chain(NOT_ANSWERED)
+            .chain(FAILED);
+        for c in causes {
+            assert!(known::HANGUP_CAUSES.contains(&c), "{c:?}");
+        }
+    }
 }

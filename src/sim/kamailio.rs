@@ -388,4 +388,12 @@ mod tests {
         }
         assert_eq!(kinds.len(), 3, "{kinds:?}");
     }
+
+    /// The lists the tally relies on are the exporter's.
+    #[test]
+    fn vocabulary_is_the_exporters() {
+        use crate::metrics::vocab::known;
+        assert_eq!(&MOS_UNAVAILABLE[..], known::RTPENGINE_MOS_UNAVAILABLE);
+        assert_eq!(&EVENTS[..], known::RTPENGINE_EVENTS);
+    }
 }
