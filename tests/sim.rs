@@ -495,3 +495,70 @@ async fn given_up_freeswitch_cdrs_arrive_through_import() {
     assert_eq!(imported as u64, fs.given_up);
     server.stop().await.unwrap();
 }
+
+/// Any non-2xx is retried, as mod_xml_cdr does (and the Kamailio player too): a receiver
+/// that refuses each CDR and report once (503 and 400) still gets every one, and every
+/// refusal is one retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_retry_any_non_2xx() {
+    use axum::body::Bytes;
+    use axum::http::{StatusCode, Uri};
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Seen {
+        bodies: HashSet<Bytes>,
+        refused: u64,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let st = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, body: Bytes| {
+        let st = st.clone();
+        async move {
+            if uri.path() == "/cdr" {
+                return StatusCode::OK;
+            }
+            let mut s = st.lock().unwrap();
+            if s.bodies.insert(body) {
+                s.refused += 1;
+                if uri.path() == "/kamailio/mos" {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            } else {
+                StatusCode::OK
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let retry = Retry {
+        retries: 3,
+        delay: Duration::from_millis(5),
+    };
+    let summary = simulate(SimConfig {
+        target: format!("http://{addr}/cdr"),
+        call_bridges: 1,
+        calls_per_second: 10.0,
+        duration: Some(Duration::from_secs(1)),
+        seed: 5,
+        freeswitch_switches: 1,
+        kamailio_nodes: 1,
+        freeswitch_retry: retry,
+        kamailio_retry: retry,
+        ..SimConfig::default()
+    })
+    .await;
+    let (fs, kam) = (&summary.freeswitch, &summary.kamailio);
+    for p in [fs, kam] {
+        assert!(p.generated > 3, "{summary}");
+        assert_eq!(p.acknowledged, p.generated, "{summary}");
+        assert_eq!(p.retries, p.generated, "{summary}");
+        assert_eq!((p.given_up, p.unsent), (0, 0), "{summary}");
+    }
+    assert_eq!(seen.lock().unwrap().refused, fs.generated + kam.generated);
+    server.abort();
+}
