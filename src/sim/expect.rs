@@ -14,6 +14,9 @@
 //!   is ignored (not counted as started);
 //! - every applied record counts in `records_total`; end records count whether or not their
 //!   object was tracked.
+//!
+//! The FreeSWITCH and Kamailio expectations are series their players tally per acknowledged
+//! CDR or report (`voip`, `freeswitch`, `kamailio`), merged into [`Expected::series`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

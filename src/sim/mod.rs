@@ -324,11 +324,17 @@ impl fmt::Display for Summary {
             ("kamailio  ", &self.kamailio),
         ] {
             if p.instances > 0 {
+                // Only FreeSWITCH keeps what it gave up on.
+                let files = if p.err_log_files > 0 {
+                    format!(" ({} written to the err-log dir)", p.err_log_files)
+                } else {
+                    String::new()
+                };
                 writeln!(
                     f,
-                    "  {what} {} instance(s), {} calls, {} posted, {} acknowledged, {} retried, {} given up ({} err-log files), {} duplicates, {} unsent",
+                    "  {what} {} instance(s), {} calls, {} posted, {} acknowledged, {} retried, {} given up{files}, {} duplicates, {} unsent",
                     p.instances, p.calls, p.generated, p.acknowledged, p.retries, p.given_up,
-                    p.err_log_files, p.duplicates, p.unsent
+                    p.duplicates, p.unsent
                 )?;
             }
         }
