@@ -122,6 +122,11 @@ async fn load_with_kills(
         assert!(p.acknowledged > 20, "{summary}");
         assert_eq!((p.given_up, p.unsent), (0, 0), "{summary}");
     }
+    // The kills hit them too (a refused connection is retried).
+    assert!(
+        summary.freeswitch.retries > 0 && summary.kamailio.retries > 0,
+        "{summary}"
+    );
     assert!(summary.expected.series["freeswitch_cdr_legs_total"] > 0);
     assert!(summary.expected.series["kamailio_rtpengine_calls_total"] > 0);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
