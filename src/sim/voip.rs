@@ -528,6 +528,34 @@ mod tests {
     }
 
     #[test]
+    fn targets_default_to_the_cms_host() {
+        let cfg = SimConfig {
+            target: "http://10.0.0.1:9000/cdr?x=1".into(),
+            ..SimConfig::default()
+        };
+        let (fs, kam) = targets(&cfg, &Target::parse(&cfg.target).unwrap()).unwrap();
+        assert_eq!(
+            (fs.connect.as_str(), fs.path_and_query.as_str()),
+            ("10.0.0.1:9000", "/freeswitch/cdr")
+        );
+        assert_eq!(kam.path_and_query, "/kamailio/mos");
+        let cfg = SimConfig {
+            kamailio_target: Some("http://k:1/mos?node=x".into()),
+            ..cfg
+        };
+        let (_, kam) = targets(&cfg, &Target::parse(&cfg.target).unwrap()).unwrap();
+        assert_eq!(
+            (kam.connect.as_str(), kam.path_and_query.as_str()),
+            ("k:1", "/mos?node=x")
+        );
+        let bad = SimConfig {
+            freeswitch_target: Some("ftp://x/cdr".into()),
+            ..SimConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
     fn uuids_look_like_uuids() {
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
         let u = uuid(&mut rng);
