@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_exporter::config::{Config, LogFormat, Overrides};
-use cdr_exporter::sim::SimConfig;
+use cdr_exporter::sim::{SimConfig, DEFAULT_RETRY};
 use clap::{Args, Parser, Subcommand};
 
 /// `--version`: the crate version, the git revision and the compiler it was built with.
@@ -94,7 +94,7 @@ impl ExporterArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Simulate a cluster of Cisco Meeting Server Call Bridges posting CDRs to a receiver.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Run the exporter fed by simulated Call Bridges: live metrics within seconds.
     Demo {
         #[command(flatten)]
@@ -196,6 +196,35 @@ struct SimulateArgs {
     /// Write the totals the exporter should show (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     expect_json: Option<PathBuf>,
+    /// FreeSWITCH switches beside the Call Bridges (one CDR POST per leg, as mod_xml_cdr
+    /// and mod_json_cdr), each at one bridge's call rate.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    freeswitch_switches: usize,
+    /// Kamailio nodes with rtpengine (one MOS report POST per call).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    kamailio_nodes: usize,
+    /// Where the switches post [default: the target's host and port, /freeswitch/cdr].
+    #[arg(long, value_name = "URL")]
+    freeswitch_target: Option<String>,
+    /// Where the nodes post [default: the target's host and port, /kamailio/mos].
+    #[arg(long, value_name = "URL")]
+    kamailio_target: Option<String>,
+    /// mod_xml_cdr `retries`: attempts after the first before a CDR is given up.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRY.retries)]
+    freeswitch_retries: u32,
+    /// mod_xml_cdr `delay` between attempts [default: 500ms].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    freeswitch_retry_delay: Option<Duration>,
+    /// Attempts after the first before a Kamailio report is given up.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRY.retries)]
+    kamailio_retries: u32,
+    /// Delay between a Kamailio report's attempts [default: 500ms].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    kamailio_retry_delay: Option<Duration>,
+    /// mod_xml_cdr `err-log-dir`: CDRs given up on are written here as `[a_]<uuid>.cdr.xml`
+    /// (or `.cdr.json`), for `import-freeswitch`.
+    #[arg(long, value_name = "DIR")]
+    freeswitch_err_log_dir: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -264,7 +293,7 @@ fn run_cli() -> anyhow::Result<()> {
                      exporter's flags; simulate takes its own (see `cdr-exporter simulate --help`)"
                 );
             }
-            simulate(args)
+            simulate(*args)
         }
     }
 }
@@ -321,6 +350,19 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         bad_tail: a.bad_tail,
         request_timeout: a.timeout,
         progress: !a.quiet,
+        freeswitch_switches: a.freeswitch_switches,
+        kamailio_nodes: a.kamailio_nodes,
+        freeswitch_target: a.freeswitch_target,
+        kamailio_target: a.kamailio_target,
+        freeswitch_retry: cdr_exporter::sim::Retry {
+            retries: a.freeswitch_retries,
+            delay: a.freeswitch_retry_delay.unwrap_or(DEFAULT_RETRY.delay),
+        },
+        kamailio_retry: cdr_exporter::sim::Retry {
+            retries: a.kamailio_retries,
+            delay: a.kamailio_retry_delay.unwrap_or(DEFAULT_RETRY.delay),
+        },
+        freeswitch_err_log_dir: a.freeswitch_err_log_dir,
         ..SimConfig::default()
     };
     cfg.validate()?;
@@ -337,6 +379,16 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             "{} record(s) never acknowledged, {} rejected",
             summary.records_unsent,
             summary.rejected_records
+        );
+    }
+    let (fs, kam) = (&summary.freeswitch, &summary.kamailio);
+    if fs.given_up + fs.unsent + kam.given_up + kam.unsent > 0 {
+        anyhow::bail!(
+            "{} FreeSWITCH CDR(s) given up, {} unsent; {} Kamailio report(s) given up, {} unsent",
+            fs.given_up,
+            fs.unsent,
+            kam.given_up,
+            kam.unsent
         );
     }
     Ok(())

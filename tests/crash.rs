@@ -1,6 +1,6 @@
-//! The crash tests: the simulator drives load while the exporter is killed with SIGKILL at
-//! random moments and restarted each time; at the end every counter equals the simulator's
-//! acknowledged totals exactly. Then the files are damaged as a disk might damage them (the
+//! The crash tests: the simulator (Call Bridges, FreeSWITCH switches, Kamailio nodes) drives
+//! load while the exporter is killed with SIGKILL at random moments and restarted each time;
+//! at the end every counter equals the simulator's acknowledged totals exactly. Then the files are damaged as a disk might damage them (the
 //! newest snapshot, one byte in the middle of the journal) and the totals still hold, except
 //! for the records of the one damaged journal entry, which are reported.
 
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdr_exporter::sim::{self, Expected, SimConfig};
+use cdr_exporter::sim::{self, Expected, Retry, SimConfig};
 use common::expect::{assert_exporter_shows, scrape};
 use rand::{Rng, SeedableRng};
 
@@ -82,6 +82,17 @@ async fn load_with_kills(
         duplicate_rate: 0.05,
         // A killed exporter never answers: retry soon.
         request_timeout: Duration::from_secs(2),
+        freeswitch_switches: 2,
+        kamailio_nodes: 2,
+        // Retried for as long as the exporter may be down: nothing is given up.
+        freeswitch_retry: Retry {
+            retries: 300,
+            delay: Duration::from_millis(100),
+        },
+        kamailio_retry: Retry {
+            retries: 300,
+            delay: Duration::from_millis(100),
+        },
         ..SimConfig::default()
     };
     let sim = tokio::spawn(sim::run(cfg, std::future::pending()));
@@ -107,6 +118,17 @@ async fn load_with_kills(
         "every record was eventually acknowledged"
     );
     assert_eq!(summary.rejected_batches, 0);
+    for p in [&summary.freeswitch, &summary.kamailio] {
+        assert!(p.acknowledged > 20, "{summary}");
+        assert_eq!((p.given_up, p.unsent), (0, 0), "{summary}");
+    }
+    // The kills hit them too (a refused connection is retried).
+    assert!(
+        summary.freeswitch.retries > 0 && summary.kamailio.retries > 0,
+        "{summary}"
+    );
+    assert!(summary.expected.series["freeswitch_cdr_legs_total"] > 0);
+    assert!(summary.expected.series["kamailio_rtpengine_calls_total"] > 0);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_exporter_shows(addr, &summary.expected).await;
     (summary.expected, child)
@@ -162,17 +184,15 @@ async fn kill_9_then_a_corrupt_newest_snapshot_loses_nothing() {
     child.wait().unwrap();
 }
 
-/// The record types and counts of one journal entry's CMS body.
-fn records_by_type(body: &[u8]) -> BTreeMap<String, u64> {
+/// The record types and counts of one journal entry's CMS body; `None` for a FreeSWITCH
+/// or Kamailio body.
+fn records_by_type(body: &[u8]) -> Option<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
-    for e in cdr_exporter::cdr::parse(body)
-        .expect("journaled bodies parse")
-        .records
-    {
+    for e in cdr_exporter::cdr::parse(body).ok()?.records {
         *out.entry(e.header.record_type.as_str().to_owned())
             .or_default() += 1;
     }
-    out
+    (!out.is_empty()).then_some(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,12 +219,17 @@ async fn kill_9_then_one_flipped_journal_byte_loses_only_that_entry() {
         at += 20 + u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()) as usize;
     }
     assert!(starts.len() > 20, "{} entries", starts.len());
-    let e = starts[starts.len() / 2];
-    let len = u32::from_le_bytes(data[e + 4..e + 8].try_into().unwrap()) as usize;
-    let meta_len = u32::from_le_bytes(data[e + 21..e + 25].try_into().unwrap()) as usize;
-    let body = &data[e + 25 + meta_len..e + 20 + len];
-    let damaged = records_by_type(body);
-    let body_mid = e + 25 + meta_len + body.len() / 2;
+    // The first CMS entry from the middle on (FreeSWITCH and Kamailio entries sit between).
+    let (e, meta_len, body_len, damaged) = starts[starts.len() / 2..]
+        .iter()
+        .find_map(|&e| {
+            let len = u32::from_le_bytes(data[e + 4..e + 8].try_into().unwrap()) as usize;
+            let meta_len = u32::from_le_bytes(data[e + 21..e + 25].try_into().unwrap()) as usize;
+            let body = &data[e + 25 + meta_len..e + 20 + len];
+            records_by_type(body).map(|d| (e, meta_len, body.len(), d))
+        })
+        .expect("a CMS entry in the second half of the segment");
+    let body_mid = e + 25 + meta_len + body_len / 2;
     data[body_mid] ^= 0x10;
     std::fs::write(&seg, data).unwrap();
 
@@ -232,6 +257,12 @@ async fn kill_9_then_one_flipped_journal_byte_loses_only_that_entry() {
             "{t}: {got}, acknowledged {n}, damaged entry held {lost}"
         );
     }
+    // The damaged entry was a CMS one: FreeSWITCH and Kamailio lost nothing.
+    let voip: Vec<String> = common::expect::mismatches(&expected, &s)
+        .into_iter()
+        .filter(|m| m.starts_with("freeswitch_") || m.starts_with("kamailio_"))
+        .collect();
+    assert!(voip.is_empty(), "{voip:?}");
     child.kill().unwrap();
     child.wait().unwrap();
 }

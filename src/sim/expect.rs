@@ -14,6 +14,9 @@
 //!   is ignored (not counted as started);
 //! - every applied record counts in `records_total`; end records count whether or not their
 //!   object was tracked.
+//!
+//! The FreeSWITCH and Kamailio expectations are series their players tally per acknowledged
+//! CDR or report (`voip`, `freeswitch`, `kamailio`), merged into [`Expected::series`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -60,6 +63,14 @@ pub struct Expected {
     pub active_streamings: u64,
     /// `cms_call_leg_mos_count`: callLegEnds with valid rx audio packet statistics.
     pub mos_legs: u64,
+    /// FreeSWITCH and Kamailio series, `name{label="value",...}` (see
+    /// [`super::parse_series_key`]) or a bare name for the family's total: exact values.
+    #[serde(default)]
+    pub series: BTreeMap<String, u64>,
+    /// Series the exporter may show higher (duplicate counters: a retry after a lost
+    /// answer is one more duplicate).
+    #[serde(default)]
+    pub series_at_least: BTreeMap<String, u64>,
 }
 
 pub(crate) const RECORD_TYPES: [&str; 9] = [
@@ -82,8 +93,8 @@ impl Expected {
         }
     }
 
-    /// Adds another bridge's totals.
-    pub(crate) fn add(&mut self, o: &Expected) {
+    /// Adds another bridge's (or run's) totals.
+    pub fn add(&mut self, o: &Expected) {
         self.records_total += o.records_total;
         for (k, v) in &o.records_by_type {
             *self.records_by_type.entry(k.clone()).or_default() += v;
@@ -110,6 +121,12 @@ impl Expected {
         self.active_recordings += o.active_recordings;
         self.active_streamings += o.active_streamings;
         self.mos_legs += o.mos_legs;
+        for (k, v) in &o.series {
+            *self.series.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.series_at_least {
+            *self.series_at_least.entry(k.clone()).or_default() += v;
+        }
     }
 }
 

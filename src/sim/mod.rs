@@ -9,16 +9,22 @@
 //!
 //! Layout: `flow` (call flows on a seeded virtual timeline → records), `xml` (rendering),
 //! `send` (batches over HTTP), `expect` (what the exporter must show, mirroring
-//! `src/ingest.rs`), and here the configuration, the run and its summary.
+//! `src/ingest.rs`), and here the configuration, the run and its summary. Beside the Call
+//! Bridges, FreeSWITCH switches (`freeswitch`) and Kamailio nodes (`kamailio`) post one CDR
+//! or report per leg or call (`voip`: their sending and expected series).
 
 mod expect;
 mod flow;
+mod freeswitch;
+mod kamailio;
 mod latency;
 mod send;
+mod voip;
 mod xml;
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 pub use expect::Expected;
 use flow::{GenConfig, Generator, Shared, SimRecord};
 use send::{Sender, Target};
+pub use voip::{parse_series_key, PlayerSummary, Retry};
 
 /// What to simulate and how to send it.
 #[derive(Clone, Debug)]
@@ -69,6 +76,19 @@ pub struct SimConfig {
     pub drain_timeout: Duration,
     /// Show a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// FreeSWITCH switches (`fs-sim-<i>`) and Kamailio nodes (`kam-sim-<i>`) beside the
+    /// Call Bridges, each with one bridge's call rate.
+    pub freeswitch_switches: usize,
+    pub kamailio_nodes: usize,
+    /// Their receiver URLs; `None`: the CMS target's host and port with `/freeswitch/cdr`
+    /// and `/kamailio/mos`.
+    pub freeswitch_target: Option<String>,
+    pub kamailio_target: Option<String>,
+    /// mod_xml_cdr's `retries` and `delay` (any failure or non-2xx is retried).
+    pub freeswitch_retry: Retry,
+    pub kamailio_retry: Retry,
+    /// mod_xml_cdr's `err-log-dir`: where a CDR given up on is written.
+    pub freeswitch_err_log_dir: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -90,9 +110,22 @@ impl Default for SimConfig {
             queue_capacity: 10_000,
             drain_timeout: Duration::from_secs(5),
             progress: false,
+            freeswitch_switches: 0,
+            kamailio_nodes: 0,
+            freeswitch_target: None,
+            kamailio_target: None,
+            freeswitch_retry: DEFAULT_RETRY,
+            kamailio_retry: DEFAULT_RETRY,
+            freeswitch_err_log_dir: None,
         }
     }
 }
+
+/// The FreeSWITCH and Kamailio players' retry rule unless told otherwise.
+pub const DEFAULT_RETRY: Retry = Retry {
+    retries: 5,
+    delay: Duration::from_millis(500),
+};
 
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +179,7 @@ impl SimConfig {
         if self.queue_capacity == 0 {
             return bad("queue_capacity", "must be at least 1");
         }
-        Target::parse(&self.target)?;
+        voip::targets(self, &Target::parse(&self.target)?)?;
         Ok(())
     }
 }
@@ -218,6 +251,11 @@ pub struct Summary {
     #[serde(with = "duration_secs")]
     pub ack_latency_max: Duration,
     pub expected: Expected,
+    pub freeswitch: PlayerSummary,
+    pub kamailio: PlayerSummary,
+    /// What the FreeSWITCH CDRs given up on add once imported from the err-log dir
+    /// (`series` only).
+    pub freeswitch_given_up: Expected,
 }
 
 mod duration_secs {
@@ -281,6 +319,25 @@ impl fmt::Display for Summary {
             ms(self.ack_latency_max),
             self.acknowledged_posts
         )?;
+        for (what, p) in [
+            ("freeswitch", &self.freeswitch),
+            ("kamailio  ", &self.kamailio),
+        ] {
+            if p.instances > 0 {
+                // Only FreeSWITCH keeps what it gave up on.
+                let files = if p.err_log_files > 0 {
+                    format!(" ({} written to the err-log dir)", p.err_log_files)
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    f,
+                    "  {what} {} instance(s), {} calls, {} posted, {} acknowledged, {} retried, {} given up{files}, {} duplicates, {} unsent",
+                    p.instances, p.calls, p.generated, p.acknowledged, p.retries, p.given_up,
+                    p.duplicates, p.unsent
+                )?;
+            }
+        }
         write!(
             f,
             "  elapsed    {:.1}s, {:.0} records/s acknowledged",
@@ -297,6 +354,16 @@ fn ms(d: Duration) -> f64 {
 /// The label value an unclustered bridge sends as `?call_bridge=`.
 pub fn unclustered_name(i: usize) -> String {
     format!("sim-cb-{i}")
+}
+
+/// The `switchname` of simulated FreeSWITCH switch `i`.
+pub fn freeswitch_switch_name(i: usize) -> String {
+    format!("fs-sim-{i}")
+}
+
+/// The `node` of simulated Kamailio node `i`.
+pub fn kamailio_node_name(i: usize) -> String {
+    format!("kam-sim-{i}")
 }
 
 /// Runs the simulation until `duration` has passed and every call has ended (or `stop`
@@ -358,13 +425,27 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
         );
         senders.push(tokio::spawn(sender.run(rx, abort_rx.clone())));
     }
+    let players = voip::Players::default();
+    let voip_tasks = voip::spawn(
+        &cfg,
+        &target,
+        session_seed,
+        &players,
+        &stop_rx,
+        &abort_rx,
+        started,
+    )?;
     let progress = Progress::start(&cfg, counters.clone(), started);
     let mut all = tokio::spawn(async move {
         let mut mirrors = Vec::with_capacity(senders.len());
         for s in senders {
             mirrors.push(s.await?);
         }
-        Ok::<_, tokio::task::JoinError>(mirrors)
+        let mut played = Vec::with_capacity(voip_tasks.len());
+        for p in voip_tasks {
+            played.push(p.await?);
+        }
+        Ok::<_, tokio::task::JoinError>((mirrors, played))
     });
     tokio::pin!(stop);
     let mirrors = tokio::select! {
@@ -386,11 +467,19 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
     for g in generators {
         g.await?;
     }
-    let mirrors = mirrors??;
+    let (mirrors, played) = mirrors??;
     let c = &counters;
     let mut expected = Expected::default();
     for m in &mirrors {
         expected.add(&m.expected());
+    }
+    let mut freeswitch_given_up = Expected::default();
+    for (kind, p) in &played {
+        voip::add_counts(&mut expected.series, &p.acknowledged.exact);
+        voip::add_counts(&mut expected.series_at_least, &p.acknowledged.at_least);
+        if *kind == voip::Kind::FreeSwitch {
+            voip::add_counts(&mut freeswitch_given_up.series, &p.given_up.exact);
+        }
     }
     let restarts = c.restarts.load(Relaxed);
     expected.restarts = restarts;
@@ -425,6 +514,9 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
         ack_latency_p99: c.ack_latency.quantile(0.99),
         ack_latency_max: c.ack_latency.max(),
         expected,
+        freeswitch: players.freeswitch.summary(cfg.freeswitch_switches),
+        kamailio: players.kamailio.summary(cfg.kamailio_nodes),
+        freeswitch_given_up,
     })
 }
 

@@ -80,6 +80,20 @@ pub fn mismatches(e: &Expected, s: &Scrape) -> Vec<String> {
             &[("reason", "call_ended")],
         ),
     );
+    // FreeSWITCH and Kamailio: every series, and each family's total over all labels.
+    for (key, want) in &e.series {
+        let (name, labels) = cdr_exporter::sim::parse_series_key(key);
+        eq(key.clone(), *want, s.sum(name, &labels));
+    }
+    for (key, want) in &e.series_at_least {
+        let (name, labels) = cdr_exporter::sim::parse_series_key(key);
+        let got = s.sum(name, &labels);
+        if got < *want as f64 {
+            bad.push(format!(
+                "{key}: expected at least {want}, exporter shows {got}"
+            ));
+        }
+    }
     let dups = s.sum("cdr_exporter_records_duplicate_total", &[]);
     if dups < e.duplicate_records_sent as f64 {
         bad.push(format!(
