@@ -152,9 +152,11 @@ struct ImportArgs {
 
 #[derive(Args, Debug)]
 struct SimulateArgs {
-    /// Receiver URL the Call Bridges post to, e.g. http://127.0.0.1:19477/cdr.
-    #[arg(long, value_name = "URL")]
-    target: String,
+    /// Receiver URL the Call Bridges post to, e.g. http://127.0.0.1:19477/cdr. Give it up to
+    /// 4 times for several receivers (as CMS does): each gets every record on its own queue,
+    /// connection and retries; a full queue (a receiver down too long) drops for it alone.
+    #[arg(long, value_name = "URL", required = true)]
+    target: Vec<String>,
     /// Call Bridges in the cluster.
     #[arg(long, value_name = "N", default_value_t = 3)]
     call_bridges: usize,
@@ -193,7 +195,8 @@ struct SimulateArgs {
     /// Time to wait for the answer to a POST before retrying it.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// Write the totals the exporter should show (JSON) to FILE.
+    /// Write the totals the exporter should show (JSON) to FILE; with several --target, a
+    /// JSON array of {"target", "expected"} in the order given.
     #[arg(long, value_name = "FILE")]
     expect_json: Option<PathBuf>,
     /// No progress bar.
@@ -306,8 +309,10 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let mut targets = a.target.into_iter();
     let cfg = SimConfig {
-        target: a.target,
+        target: targets.next().unwrap_or_default(),
+        extra_targets: targets.collect(),
         call_bridges: a.call_bridges,
         unclustered: a.unclustered,
         tenants: a.tenants,
@@ -327,7 +332,16 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let summary = runtime()?.block_on(cdr_exporter::sim::run(cfg, shutdown_signal()))?;
     println!("{summary}");
     if let Some(path) = a.expect_json {
-        let json = serde_json::to_string_pretty(&summary.expected)?;
+        let json = if summary.targets.len() > 1 {
+            let per: Vec<_> = summary
+                .targets
+                .iter()
+                .map(|t| serde_json::json!({"target": t.target, "expected": t.expected}))
+                .collect();
+            serde_json::to_string_pretty(&per)?
+        } else {
+            serde_json::to_string_pretty(&summary.expected)?
+        };
         std::fs::write(&path, json + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }

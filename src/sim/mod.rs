@@ -37,6 +37,9 @@ use send::{Sender, Target};
 pub struct SimConfig {
     /// Receiver URL, `http://host:port/path[?query]`.
     pub target: String,
+    /// More receivers (CMS takes up to 4 in all). Every record goes to each receiver
+    /// independently: its own queue, connection and retries, as CMS does.
+    pub extra_targets: Vec<String>,
     /// Call Bridges in the cluster.
     pub call_bridges: usize,
     /// How many of them are unclustered: no `callBridge` attribute; they add
@@ -63,7 +66,9 @@ pub struct SimConfig {
     pub bad_tail: f64,
     /// Per POST, until the answer is read; then the batch is retried.
     pub request_timeout: Duration,
-    /// Records queued per bridge before its call flows wait for the sender.
+    /// Records queued per bridge and receiver. With one receiver the call flows then wait
+    /// for the sender; with several, a full queue drops the record for that receiver only
+    /// (as CMS does), so a receiver that is down cannot hold up the others.
     pub queue_capacity: usize,
     /// After the stop future resolves: how long queued records may still be sent.
     pub drain_timeout: Duration,
@@ -75,6 +80,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             target: "http://127.0.0.1:19477/cdr".into(),
+            extra_targets: Vec::new(),
             call_bridges: 3,
             unclustered: 0,
             tenants: 2,
@@ -146,10 +152,23 @@ impl SimConfig {
         if self.queue_capacity == 0 {
             return bad("queue_capacity", "must be at least 1");
         }
-        Target::parse(&self.target)?;
+        if self.extra_targets.len() > MAX_TARGETS - 1 {
+            return bad("target", "CMS takes at most 4 CDR receivers");
+        }
+        for t in self.targets() {
+            Target::parse(t)?;
+        }
         Ok(())
     }
+
+    /// Every receiver URL, `target` first.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.target.as_str()).chain(self.extra_targets.iter().map(|t| t.as_str()))
+    }
 }
+
+/// CDR receivers a Call Bridge can have.
+pub const MAX_TARGETS: usize = 4;
 
 /// Live counters, shared by the bridges and the progress bar.
 #[derive(Debug, Default)]
@@ -171,6 +190,34 @@ pub(crate) struct Counters {
     pub last_error: parking_lot::Mutex<Option<String>>,
     /// Per POST answered 200: from writing it to reading the answer.
     pub ack_latency: latency::Histogram,
+}
+
+/// One receiver's share of the sending counters (the totals in [`Counters`] sum them).
+#[derive(Debug, Default)]
+pub(crate) struct TargetCounters {
+    pub sent: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub retries: AtomicU64,
+    pub duplicate_records: AtomicU64,
+    pub rejected_records: AtomicU64,
+    pub connections: AtomicU64,
+    /// Records a full queue could not take (several receivers only).
+    pub queue_dropped: AtomicU64,
+}
+
+/// What one receiver got, and what it must show.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetSummary {
+    pub target: String,
+    pub records_sent: u64,
+    pub records_acknowledged: u64,
+    /// Records lost because this receiver's queue was full (it was down or slow too long).
+    pub records_queue_dropped: u64,
+    pub records_unsent: u64,
+    pub rejected_records: u64,
+    pub retries: u64,
+    pub connections: u64,
+    pub expected: Expected,
 }
 
 /// What a run did, and what the exporter must show for it.
@@ -203,8 +250,11 @@ pub struct Summary {
     pub restarts: u64,
     /// TCP connections opened (one per bridge unless they broke).
     pub connections: u64,
-    /// Records generated but never acknowledged because the run was stopped first.
+    /// Records generated but never acknowledged because the run was stopped first (summed
+    /// over receivers).
     pub records_unsent: u64,
+    /// Records full queues dropped (several receivers only), summed over receivers.
+    pub records_queue_dropped: u64,
     #[serde(with = "duration_secs")]
     pub elapsed: Duration,
     /// POSTs answered 200 (duplicates included), over which the latencies are taken.
@@ -217,7 +267,10 @@ pub struct Summary {
     pub ack_latency_p99: Duration,
     #[serde(with = "duration_secs")]
     pub ack_latency_max: Duration,
+    /// What the first receiver must show (every receiver, unless a queue overflowed).
     pub expected: Expected,
+    /// Per receiver, in the order given; the send counters above sum these.
+    pub targets: Vec<TargetSummary>,
 }
 
 mod duration_secs {
@@ -273,6 +326,15 @@ impl fmt::Display for Summary {
             self.retries, self.rejected_batches, self.rejected_records, self.connections
         )?;
         writeln!(f, "  restarts   {}", self.restarts)?;
+        if self.targets.len() > 1 {
+            for t in &self.targets {
+                writeln!(
+                    f,
+                    "  receiver   {}: {} acknowledged, {} dropped by a full queue, {} never acknowledged, {} retried",
+                    t.target, t.records_acknowledged, t.records_queue_dropped, t.records_unsent, t.retries
+                )?;
+            }
+        }
         writeln!(
             f,
             "  latency    ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} POST(s)",
@@ -304,7 +366,11 @@ pub fn unclustered_name(i: usize) -> String {
 /// `drain_timeout` to be acknowledged).
 pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summary, SimError> {
     cfg.validate()?;
-    let target = Target::parse(&cfg.target)?;
+    let targets = cfg
+        .targets()
+        .map(Target::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let per_target: Vec<Arc<TargetCounters>> = targets.iter().map(|_| Arc::default()).collect();
     let started = Instant::now();
     let counters = Arc::new(Counters::default());
     let n = cfg.call_bridges;
@@ -312,18 +378,11 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
     let session_seed: u64 = rand::random();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (abort_tx, abort_rx) = watch::channel(false);
-    let mut senders = Vec::with_capacity(n);
+    // senders[t][i]: receiver t, bridge i.
+    let mut senders: Vec<Vec<_>> = targets.iter().map(|_| Vec::with_capacity(n)).collect();
     let mut generators = Vec::with_capacity(n);
     for i in 0..n {
         let clustered = i < n - cfg.unclustered;
-        let (bridge, target, call_bridge) = if clustered {
-            let g = xml::guid(shared.bridges[i]);
-            (g.clone(), target.clone(), Some(g))
-        } else {
-            let name = unclustered_name(i);
-            let t = target.with_query("call_bridge", &name);
-            (name, t, None)
-        };
         let gen_cfg = GenConfig {
             calls_per_second: cfg.calls_per_second / n as f64,
             duration_us: cfg.duration.map(|d| d.as_micros() as u64),
@@ -342,27 +401,51 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
             session_seed,
             counters.clone(),
         );
-        let (tx, rx) = mpsc::channel(cfg.queue_capacity);
-        generators.push(tokio::spawn(drive(generator, tx, stop_rx.clone(), started)));
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5e4d);
-        rng.set_stream(i as u64);
-        let sender = Sender::new(
-            bridge,
-            target,
-            call_bridge,
-            cfg.batch_max,
-            cfg.duplicate_rate,
-            cfg.request_timeout,
-            rng,
-            counters.clone(),
-        );
-        senders.push(tokio::spawn(sender.run(rx, abort_rx.clone())));
+        let mut queues = Vec::with_capacity(targets.len());
+        for (t, target) in targets.iter().enumerate() {
+            let (bridge, target, call_bridge) = if clustered {
+                let g = xml::guid(shared.bridges[i]);
+                (g.clone(), target.clone(), Some(g))
+            } else {
+                let name = unclustered_name(i);
+                let t = target.with_query("call_bridge", &name);
+                (name, t, None)
+            };
+            let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+            queues.push((tx, per_target[t].clone()));
+            // The same stream for every receiver: batches and duplicates do not depend on
+            // how many receivers there are.
+            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5e4d);
+            rng.set_stream(i as u64);
+            let sender = Sender::new(
+                bridge,
+                target,
+                call_bridge,
+                cfg.batch_max,
+                cfg.duplicate_rate,
+                cfg.request_timeout,
+                rng,
+                counters.clone(),
+                per_target[t].clone(),
+            );
+            senders[t].push(tokio::spawn(sender.run(rx, abort_rx.clone())));
+        }
+        generators.push(tokio::spawn(drive(
+            generator,
+            queues,
+            stop_rx.clone(),
+            started,
+        )));
     }
     let progress = Progress::start(&cfg, counters.clone(), started);
     let mut all = tokio::spawn(async move {
         let mut mirrors = Vec::with_capacity(senders.len());
-        for s in senders {
-            mirrors.push(s.await?);
+        for per in senders {
+            let mut m = Vec::with_capacity(per.len());
+            for s in per {
+                m.push(s.await?);
+            }
+            mirrors.push(m);
         }
         Ok::<_, tokio::task::JoinError>(mirrors)
     });
@@ -388,17 +471,33 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
     }
     let mirrors = mirrors??;
     let c = &counters;
-    let mut expected = Expected::default();
-    for m in &mirrors {
-        expected.add(&m.expected());
-    }
     let restarts = c.restarts.load(Relaxed);
-    expected.restarts = restarts;
-    expected.duplicate_records_sent = c.duplicate_records.load(Relaxed);
     let generated = c.generated.load(Relaxed);
     let dropped = c.dropped.load(Relaxed);
-    let acknowledged = c.acknowledged.load(Relaxed);
-    let rejected = c.rejected_records.load(Relaxed);
+    let mut target_summaries = Vec::with_capacity(targets.len());
+    for ((url, tc), ms) in cfg.targets().zip(&per_target).zip(&mirrors) {
+        let mut expected = Expected::default();
+        for m in ms {
+            expected.add(&m.expected());
+        }
+        expected.restarts = restarts;
+        expected.duplicate_records_sent = tc.duplicate_records.load(Relaxed);
+        let acknowledged = tc.acknowledged.load(Relaxed);
+        let rejected = tc.rejected_records.load(Relaxed);
+        let queue_dropped = tc.queue_dropped.load(Relaxed);
+        target_summaries.push(TargetSummary {
+            target: url.to_owned(),
+            records_sent: tc.sent.load(Relaxed),
+            records_acknowledged: acknowledged,
+            records_queue_dropped: queue_dropped,
+            records_unsent: generated
+                .saturating_sub(dropped + queue_dropped + acknowledged + rejected),
+            rejected_records: rejected,
+            retries: tc.retries.load(Relaxed),
+            connections: tc.connections.load(Relaxed),
+            expected,
+        });
+    }
     Ok(Summary {
         seed: cfg.seed,
         call_bridges: n,
@@ -409,29 +508,37 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
         calls_abandoned: c.calls_abandoned.load(Relaxed),
         records_generated: generated,
         records_sent: c.sent.load(Relaxed),
-        records_acknowledged: acknowledged,
+        records_acknowledged: c.acknowledged.load(Relaxed),
         records_dropped: dropped,
         duplicate_batches: c.duplicate_batches.load(Relaxed),
         duplicate_records: c.duplicate_records.load(Relaxed),
         retries: c.retries.load(Relaxed),
         rejected_batches: c.rejected_batches.load(Relaxed),
-        rejected_records: rejected,
+        rejected_records: c.rejected_records.load(Relaxed),
         restarts,
         connections: c.connections.load(Relaxed),
-        records_unsent: generated.saturating_sub(dropped + acknowledged + rejected),
+        records_unsent: target_summaries.iter().map(|t| t.records_unsent).sum(),
+        records_queue_dropped: target_summaries
+            .iter()
+            .map(|t| t.records_queue_dropped)
+            .sum(),
         elapsed: started.elapsed(),
         acknowledged_posts: c.ack_latency.count(),
         ack_latency_p50: c.ack_latency.quantile(0.5),
         ack_latency_p99: c.ack_latency.quantile(0.99),
         ack_latency_max: c.ack_latency.max(),
-        expected,
+        expected: target_summaries[0].expected.clone(),
+        targets: target_summaries,
     })
 }
 
-/// Paces one bridge's generator to the wall clock and queues its records for the sender.
+/// A receiver's queue for one bridge.
+type Queue = (mpsc::Sender<SimRecord>, Arc<TargetCounters>);
+
+/// Paces one bridge's generator to the wall clock and queues its records for every receiver.
 async fn drive(
     mut g: Generator,
-    tx: mpsc::Sender<SimRecord>,
+    queues: Vec<Queue>,
     mut stop: watch::Receiver<bool>,
     started: Instant,
 ) {
@@ -457,13 +564,40 @@ async fn drive(
             .format(&fmt)
             .unwrap_or_default();
         g.step(&now, &mut out);
-        for r in out.drain(..) {
-            if tx.send(r).await.is_err() {
-                return; // the sender gave up (run aborted)
-            }
+        if !enqueue(&queues, out.drain(..)).await {
+            return; // the senders gave up (run aborted)
         }
     }
     tracing::debug!(in_flight = g.in_flight(), "simulated Call Bridge done");
+}
+
+/// Queues records for every receiver. One receiver: wait for room (back-pressure keeps every
+/// record). Several: a full queue drops the record for that receiver only, as CMS does, so
+/// a receiver that is down never slows the others. False once every sender has gone.
+async fn enqueue(queues: &[Queue], records: impl Iterator<Item = SimRecord>) -> bool {
+    for r in records {
+        if let [(tx, _)] = queues {
+            if tx.send(r).await.is_err() {
+                return false;
+            }
+            continue;
+        }
+        let mut open = 0;
+        for (tx, tc) in queues {
+            match tx.try_send(r.clone()) {
+                Ok(()) => open += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tc.queue_dropped.fetch_add(1, Relaxed);
+                    open += 1;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        if open == 0 {
+            return false;
+        }
+    }
+    true
 }
 
 /// The progress bar (hidden unless asked for and stderr is a terminal).

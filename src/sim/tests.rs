@@ -463,7 +463,65 @@ fn config_is_validated() {
             target: "ftp://x/".into(),
             ..ok.clone()
         },
+        super::SimConfig {
+            extra_targets: vec!["http://127.0.0.1:1/cdr".into(), "bad".into()],
+            ..ok.clone()
+        },
+        // CMS takes at most four receivers.
+        super::SimConfig {
+            extra_targets: vec![ok.target.clone(); 4],
+            ..ok.clone()
+        },
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn up_to_four_receivers_are_accepted() {
+    let cfg = super::SimConfig {
+        extra_targets: vec!["http://127.0.0.1:2/cdr".into(); 3],
+        ..super::SimConfig::default()
+    };
+    assert!(cfg.validate().is_ok());
+    assert_eq!(cfg.targets().count(), 4);
+}
+
+/// Several receivers: a full queue (its receiver down) drops for that receiver alone and
+/// counts it; the other receiver's queue gets every record, in order, without waiting.
+#[tokio::test]
+async fn a_full_queue_drops_for_its_receiver_only() {
+    use super::{enqueue, TargetCounters};
+    use std::sync::atomic::Ordering::Relaxed;
+    let (records, _) = generate(gen_cfg(2), 11, 1);
+    assert!(records.len() > 20);
+    let (up_tx, mut up_rx) = tokio::sync::mpsc::channel(records.len());
+    let (down_tx, mut down_rx) = tokio::sync::mpsc::channel(5);
+    let up = Arc::new(TargetCounters::default());
+    let down = Arc::new(TargetCounters::default());
+    let queues = vec![(up_tx, up.clone()), (down_tx, down.clone())];
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        enqueue(&queues, records.clone().into_iter()),
+    )
+    .await
+    .expect("a full queue must not block the others");
+    assert!(done);
+    assert_eq!(up.queue_dropped.load(Relaxed), 0);
+    assert_eq!(down.queue_dropped.load(Relaxed), records.len() as u64 - 5);
+    let mut got = Vec::new();
+    while let Ok(r) = up_rx.try_recv() {
+        got.push(r.index);
+    }
+    let want: Vec<u64> = records.iter().map(|r| r.index).collect();
+    assert_eq!(got, want);
+    // The down receiver kept the oldest records (what it had queued before it filled up).
+    let mut held = Vec::new();
+    while let Ok(r) = down_rx.try_recv() {
+        held.push(r.index);
+    }
+    assert_eq!(held, want[..5]);
+    // Once every sender is gone, the generator is told to stop.
+    drop((up_rx, down_rx));
+    assert!(!enqueue(&queues, records.into_iter().take(1)).await);
 }
