@@ -219,3 +219,58 @@ async fn a_pair_ends_identical_after_one_is_killed_mid_run() {
     a.kill9();
     b.kill9();
 }
+
+/// A receiver that is down longer than its queue can hold loses records, as behind a real
+/// CMS, and only it: the other receiver gets everything, and each shows exactly what the
+/// simulator expects for it (the loss counted as missing records on B alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_queue_loses_records_for_its_receiver_only() {
+    use cdr_exporter::sim::{self, SimConfig};
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = start(dirs[0].path(), None);
+    // B's port, free until B starts.
+    let b_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = SimConfig {
+        target: format!("http://{}/cdr", a.addr),
+        extra_targets: vec![format!("http://{b_addr}/cdr")],
+        call_bridges: 2,
+        tenants: 2,
+        calls_per_second: 20.0,
+        duration: Some(Duration::from_secs(5)),
+        seed: 99,
+        queue_capacity: 50,
+        request_timeout: Duration::from_secs(2),
+        ..SimConfig::default()
+    };
+    let run = tokio::spawn(sim::run(cfg, std::future::pending()));
+    // B comes up once A has far more than two queues' worth.
+    until(Duration::from_secs(30), "A to take records", async || {
+        records(&scrape(a.addr).await) > 500.0
+    })
+    .await;
+    let b = start(dirs[1].path(), Some(b_addr));
+    let summary = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("simulation hung")
+        .unwrap()
+        .unwrap();
+    let [ta, tb] = &summary.targets[..] else {
+        panic!("{:?}", summary.targets)
+    };
+    assert_eq!((ta.records_queue_dropped, ta.records_unsent), (0, 0));
+    assert!(tb.records_queue_dropped > 300, "{tb:?}");
+    assert_eq!(tb.records_unsent, 0, "{tb:?}");
+    assert_eq!(summary.records_queue_dropped, tb.records_queue_dropped);
+    assert!(
+        tb.expected.missing >= tb.records_queue_dropped && ta.expected.missing == 0,
+        "{ta:?}\n{tb:?}"
+    );
+    assert!(tb.expected.records_total < ta.expected.records_total);
+    assert_exporter_shows(a.addr, &ta.expected).await;
+    assert_exporter_shows(b.addr, &tb.expected).await;
+    a.kill9();
+    b.kill9();
+}
