@@ -96,9 +96,16 @@ enum Command {
     /// Simulate a cluster of Cisco Meeting Server Call Bridges posting CDRs to a receiver.
     Simulate(SimulateArgs),
     /// Run the exporter fed by simulated Call Bridges: live metrics within seconds.
+    ///
+    /// Realistic calls (1:1 calls of a few minutes, meetings of 15–60 min with participants
+    /// joining and leaving) played --speedup times faster, and a scripted incident: after
+    /// --incident-after one tenant's legs get bad packet loss for --incident-for, then it
+    /// recovers (the low-MOS alert fires and clears).
     Demo {
         #[command(flatten)]
         exporter: ExporterArgs,
+        #[command(flatten)]
+        demo: DemoArgs,
     },
     /// Post the CDRs FreeSWITCH could not deliver (its err-log-dir files) to the exporter.
     ///
@@ -115,6 +122,56 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// New calls per second of simulated time, over the three Call Bridges (the exporter
+    /// gets R × speedup a second).
+    #[arg(long = "calls-per-second", value_name = "R", default_value_t = 0.1)]
+    demo_calls_per_second: f64,
+    /// Tenants.
+    #[arg(long = "tenants", value_name = "M", default_value_t = 4)]
+    demo_tenants: usize,
+    /// Share of connected legs with heavy packet loss outside the incident.
+    #[arg(long, value_name = "P", default_value_t = 0.03)]
+    bad_share: f64,
+    /// Simulated time runs N× faster than the wall clock (1 = real time).
+    #[arg(long = "speedup", value_name = "N", default_value_t = 30.0)]
+    demo_speedup: f64,
+    /// When the incident starts (wall clock from the start).
+    #[arg(long, value_name = "D", default_value = "2m", value_parser = humantime::parse_duration)]
+    incident_after: Duration,
+    /// How long it lasts (wall clock). With the shipped rules (15 min window, 10 min `for`)
+    /// the low-MOS alert fires about 10 min after the incident starts.
+    #[arg(long, value_name = "D", default_value = "12m", value_parser = humantime::parse_duration)]
+    incident_for: Duration,
+    /// The tenant it hits (0 = the busiest).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    incident_tenant: usize,
+    /// Share of that tenant's legs with heavy packet loss during the incident.
+    #[arg(long, value_name = "P", default_value_t = 0.8)]
+    incident_bad_share: f64,
+    /// No scripted incident.
+    #[arg(long)]
+    no_incident: bool,
+}
+
+impl DemoArgs {
+    fn options(&self) -> cdr_exporter::DemoOptions {
+        cdr_exporter::DemoOptions {
+            calls_per_second: self.demo_calls_per_second,
+            tenants: self.demo_tenants,
+            bad_share: self.bad_share,
+            speedup: self.demo_speedup,
+            incident: (!self.no_incident).then_some(cdr_exporter::sim::Incident {
+                tenant: self.incident_tenant,
+                after: self.incident_after,
+                lasts: self.incident_for,
+                bad_share: self.incident_bad_share,
+            }),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +252,13 @@ struct SimulateArgs {
     /// Time to wait for the answer to a POST before retrying it.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// How long calls last: short (0.5–4 s, for tests) or realistic (minutes; use --speedup).
+    #[arg(long, value_name = "MODEL", value_enum, default_value_t = cdr_exporter::sim::Durations::Short)]
+    durations: cdr_exporter::sim::Durations,
+    /// Simulated time runs N× faster than the wall clock: --duration, --restart-every,
+    /// arrivals and call lengths are simulated time; the records report simulated durations.
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    speedup: f64,
     /// Write the totals the exporter should show (JSON) to FILE; with several --target, a
     /// JSON array of {"target", "expected"} in the order given.
     #[arg(long, value_name = "FILE")]
@@ -250,8 +314,10 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        None => exporter(cli.exporter, false),
-        Some(Command::Demo { exporter: e }) => exporter(e.or(cli.exporter), true),
+        None => exporter(cli.exporter, None),
+        Some(Command::Demo { exporter: e, demo }) => {
+            exporter(e.or(cli.exporter), Some(demo.options()))
+        }
         Some(Command::Rules { set, list }) => rules(&set, list),
         Some(Command::ImportFreeswitch(args)) => import(args, cli.exporter),
         Some(Command::Simulate(args)) => {
@@ -273,7 +339,7 @@ fn run_cli() -> anyhow::Result<()> {
 }
 
 /// The exporter (default mode), or the exporter with the demo simulator feeding it.
-fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
+fn exporter(args: ExporterArgs, demo: Option<cdr_exporter::DemoOptions>) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let cfg = Config::load(args.config.as_deref(), &overrides)?;
     let source = cdr_exporter::ConfigSource {
@@ -294,8 +360,8 @@ fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cfg.listen_addr())
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
-        if demo {
-            cdr_exporter::demo(cfg, listener, shutdown_signal()).await?;
+        if let Some(demo_opts) = demo {
+            cdr_exporter::demo(cfg, demo_opts, listener, shutdown_signal()).await?;
         } else {
             cdr_exporter::run_with(cfg, Some(source), listener, shutdown_signal()).await?;
         }
@@ -326,6 +392,8 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         bad_tail: a.bad_tail,
         request_timeout: a.timeout,
         progress: !a.quiet,
+        durations: a.durations,
+        speedup: a.speedup,
         ..SimConfig::default()
     };
     cfg.validate()?;

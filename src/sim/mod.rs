@@ -14,6 +14,7 @@
 mod expect;
 mod flow;
 mod latency;
+mod realism;
 mod send;
 mod xml;
 
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use expect::Expected;
 use flow::{GenConfig, Generator, Shared, SimRecord};
+pub use realism::{Durations, Incident};
 use send::{Sender, Target};
 
 /// What to simulate and how to send it.
@@ -74,6 +76,14 @@ pub struct SimConfig {
     pub drain_timeout: Duration,
     /// Show a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// How long calls last and when participants join and leave.
+    pub durations: Durations,
+    /// Virtual time runs this many times faster than the wall clock: every virtual time
+    /// (`duration`, `restart_every`, arrivals, call lengths) is played N× sooner, while the
+    /// records say the virtual durations (`durationSeconds`, packet statistics).
+    pub speedup: f64,
+    /// A scripted degradation of one tenant (times on the wall clock).
+    pub incident: Option<Incident>,
 }
 
 impl Default for SimConfig {
@@ -96,6 +106,9 @@ impl Default for SimConfig {
             queue_capacity: 10_000,
             drain_timeout: Duration::from_secs(5),
             progress: false,
+            durations: Durations::Short,
+            speedup: 1.0,
+            incident: None,
         }
     }
 }
@@ -151,6 +164,17 @@ impl SimConfig {
         }
         if self.queue_capacity == 0 {
             return bad("queue_capacity", "must be at least 1");
+        }
+        if !(self.speedup.is_finite() && self.speedup > 0.0) {
+            return bad("speedup", "must be a positive number");
+        }
+        if let Some(i) = &self.incident {
+            if i.tenant >= self.tenants {
+                return bad("incident", "names a tenant that is not simulated");
+            }
+            if !(0.0..=1.0).contains(&i.bad_share) {
+                return bad("incident", "bad share must be between 0 and 1");
+            }
         }
         if self.extra_targets.len() > MAX_TARGETS - 1 {
             return bad("target", "CMS takes at most 4 CDR receivers");
@@ -356,6 +380,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The GUID of tenant `k` of a cluster (as its records and the `tenant` label show it).
+pub fn tenant_guid(seed: u64, call_bridges: usize, tenants: usize, k: usize) -> String {
+    Shared::new(seed, call_bridges, tenants)
+        .tenants
+        .get(k)
+        .map(|t| xml::guid(*t))
+        .unwrap_or_default()
+}
+
 /// The label value an unclustered bridge sends as `?call_bridge=`.
 pub fn unclustered_name(i: usize) -> String {
     format!("sim-cb-{i}")
@@ -392,6 +425,8 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
                 .map_or(0, |d| (d.as_micros() as u64) * i as u64 / (2 * n as u64)),
             drop_rate: cfg.drop_rate,
             bad_tail: cfg.bad_tail,
+            durations: cfg.durations,
+            incident: cfg.incident.map(|i| i.virtual_us(cfg.speedup)),
         };
         let generator = Generator::new(
             gen_cfg,
@@ -435,6 +470,7 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
             queues,
             stop_rx.clone(),
             started,
+            cfg.speedup,
         )));
     }
     let progress = Progress::start(&cfg, counters.clone(), started);
@@ -541,6 +577,7 @@ async fn drive(
     queues: Vec<Queue>,
     mut stop: watch::Receiver<bool>,
     started: Instant,
+    speedup: f64,
 ) {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     let mut out = Vec::new();
@@ -552,7 +589,7 @@ async fn drive(
                 g.finish();
                 continue;
             }
-            let when = tokio::time::Instant::from_std(started + Duration::from_micros(at));
+            let when = tokio::time::Instant::from_std(started + realism::wall_offset(at, speedup));
             if tokio::time::Instant::now() < when {
                 tokio::select! {
                     _ = tokio::time::sleep_until(when) => {}
@@ -615,7 +652,9 @@ impl Progress {
                 ticker: None,
             };
         }
-        let (bar, style) = match cfg.duration {
+        // The bar runs on the wall clock.
+        let wall = cfg.duration.map(|d| d.div_f64(cfg.speedup));
+        let (bar, style) = match wall {
             Some(d) => (
                 indicatif::ProgressBar::new(d.as_millis() as u64),
                 "{spinner} [{elapsed_precise}] {wide_bar} {msg}",
@@ -629,7 +668,7 @@ impl Progress {
             bar.set_style(s);
         }
         let b = bar.clone();
-        let duration = cfg.duration;
+        let duration = wall;
         let ticker = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {

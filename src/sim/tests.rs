@@ -19,6 +19,8 @@ fn gen_cfg(seconds: u64) -> GenConfig {
         restart_offset_us: 0,
         drop_rate: 0.0,
         bad_tail: 0.05,
+        durations: Default::default(),
+        incident: None,
     }
 }
 
