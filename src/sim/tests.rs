@@ -527,3 +527,144 @@ async fn a_full_queue_drops_for_its_receiver_only() {
     drop((up_rx, down_rx));
     assert!(!enqueue(&queues, records.into_iter().take(1)).await);
 }
+
+/// The demo's defaults can make the shipped `CmsLowMos` alert fire and clear: the incident
+/// tenant passes the alert's minimum of 50 scored legs in its 15 min window from the first
+/// minutes, its share of legs at MOS ≤ 3.1 (as the exporter computes it) stays at or below
+/// 10 % before the incident, above it for longer than the alert's 10 min `for`, and below it
+/// again 15 min after the incident. Wall-clock windows, as Prometheus sees them.
+#[test]
+fn demo_defaults_can_fire_and_clear_the_low_mos_alert() {
+    use std::time::Duration;
+    let opts = crate::DemoOptions::default();
+    let sim = opts.sim_config("http://127.0.0.1:1/cdr".into());
+    let inc = opts.incident.expect("the demo has an incident by default");
+    let (window, min_legs, share, hold) = (900.0, 50.0, 0.1, 600.0);
+    let shared = Arc::new(Shared::new(sim.seed, sim.call_bridges, sim.tenants));
+    let tenant = xml::guid(shared.tenants[inc.tenant]);
+    let end_wall = inc.after + inc.lasts + Duration::from_secs(1200);
+    let horizon_us = (end_wall.as_secs_f64() * sim.speedup * 1e6) as u64;
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let codecs = crate::quality::CodecTable::default();
+    // (wall seconds, MOS) of the incident tenant's scored leg ends.
+    let mut scored: Vec<(f64, f64)> = Vec::new();
+    for i in 0..sim.call_bridges {
+        let cfg = GenConfig {
+            calls_per_second: sim.calls_per_second / sim.call_bridges as f64,
+            duration_us: Some(horizon_us),
+            restart_every_us: None,
+            restart_offset_us: 0,
+            drop_rate: 0.0,
+            bad_tail: sim.bad_tail,
+            durations: sim.durations,
+            incident: Some(inc.virtual_us(sim.speedup)),
+        };
+        let counters = Arc::new(Counters::default());
+        let mut g = Generator::new(cfg, shared.clone(), sim.seed, i, 1, counters);
+        let mut out = Vec::new();
+        // The virtual time as the record time, to read it back.
+        while let Some(at) = g.next_at() {
+            let t = time::OffsetDateTime::from_unix_timestamp((at / 1_000_000) as i64)
+                .unwrap()
+                .format(&fmt)
+                .unwrap();
+            g.step(&t, &mut out);
+        }
+        let mut call_tenant = HashMap::new();
+        let mut leg_call = HashMap::new();
+        for body in bodies(&out, 10, None) {
+            for e in cdr::parse(body.as_bytes()).unwrap().records {
+                let at = e.header.time.unwrap().0;
+                match e.body.unwrap() {
+                    Record::CallStart(c) => {
+                        call_tenant.insert(c.id, c.tenant.map(|t| t.to_string()));
+                    }
+                    Record::CallLegStart(l) => {
+                        if let Some(c) = l.call {
+                            leg_call.insert(l.id, c);
+                        }
+                    }
+                    Record::CallLegUpdate(u) => {
+                        if let Some(CallRef::Call(c)) = u.call {
+                            leg_call.insert(u.id, c);
+                        }
+                    }
+                    Record::CallLegEnd(l) => {
+                        let t = leg_call.get(&l.id).and_then(|c| call_tenant.get(c));
+                        if t.cloned().flatten().as_deref() != Some(tenant.as_str()) {
+                            continue;
+                        }
+                        let Some(a) = &l.rx_audio else { continue };
+                        let Some(ps) = &a.packet_statistics else {
+                            continue;
+                        };
+                        let bg = crate::quality::BurstGap {
+                            burst_duration: ps.packet_loss_bursts.duration.unwrap_or(0.0),
+                            burst_density: ps.packet_loss_bursts.density.unwrap_or(0.0),
+                            gap_duration: ps.packet_gap.duration.unwrap_or(0.0),
+                            gap_density: ps.packet_gap.density.unwrap_or(0.0),
+                        };
+                        let codec = codecs.get(a.codec.as_ref().map_or("", |c| c.as_str()));
+                        if let Ok(mos) = crate::quality::mos_from_cms(codec, &bg, 0.0) {
+                            scored.push((at / sim.speedup, mos));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // The window ending at `t` (wall seconds): (scored legs, share at MOS ≤ 3.1).
+    let at = |t: f64| {
+        let w: Vec<f64> = scored
+            .iter()
+            .filter(|(s, _)| *s > t - window && *s <= t)
+            .map(|x| x.1)
+            .collect();
+        let low = w.iter().filter(|m| **m <= 3.1).count() as f64;
+        (w.len() as f64, low / (w.len() as f64).max(1.0))
+    };
+    let (after, until) = (
+        inc.after.as_secs_f64(),
+        (inc.after + inc.lasts).as_secs_f64(),
+    );
+    let (n, s) = at(60.0);
+    assert!(n >= min_legs, "only {n} legs in the first minute");
+    for t in (60..after as u64).step_by(10) {
+        let (n, s) = at(t as f64);
+        assert!(s <= share, "before the incident, at {t} s: {s} of {n}");
+    }
+    let _ = s;
+    // The condition holds for a stretch longer than `for` during and after the incident.
+    let firing: Vec<u64> = (after as u64..end_wall.as_secs())
+        .step_by(10)
+        .filter(|t| {
+            let (n, s) = at(*t as f64);
+            n >= min_legs && s > share
+        })
+        .collect();
+    let (first, last) = (firing[0], *firing.last().unwrap());
+    eprintln!(
+        "condition from {first} s to {last} s; incident {after}..{until} s; {} scored legs",
+        scored.len()
+    );
+    assert_eq!(
+        firing.len() as u64,
+        (last - first) / 10 + 1,
+        "one stretch: {firing:?}"
+    );
+    assert!(
+        (last - first) as f64 > hold,
+        "condition held {} s",
+        last - first
+    );
+    assert!(
+        first as f64 >= after && (first as f64) < until - hold,
+        "fires during it"
+    );
+    let (n, s) = at(until + window + 60.0);
+    assert!(
+        s <= share && n >= min_legs,
+        "clears after the incident: {s} of {n}"
+    );
+}
