@@ -224,10 +224,11 @@ struct SimulateArgs {
     /// Tenants (0: calls carry no tenant).
     #[arg(long, value_name = "M", default_value_t = 2)]
     tenants: usize,
-    /// New calls per second over the whole cluster (Poisson arrivals).
+    /// New calls per second over the whole cluster (Poisson arrivals; simulated time).
     #[arg(long, value_name = "R", default_value_t = 10.0)]
     calls_per_second: f64,
-    /// How long calls keep starting (then calls in flight finish), e.g. 10s, 2m.
+    /// How long calls keep starting (then calls in flight finish), e.g. 10s, 2m (simulated
+    /// time).
     #[arg(long, value_name = "D", default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Seed of everything the records say [default: random, printed in the summary].

@@ -49,7 +49,7 @@ pub struct SimConfig {
     pub unclustered: usize,
     /// Tenants (fixed GUIDs derived from the seed); 0 = calls without tenant.
     pub tenants: usize,
-    /// New calls per second over the whole cluster (a Poisson process).
+    /// New calls per second of simulated time over the whole cluster (a Poisson process).
     pub calls_per_second: f64,
     /// After this no call starts; calls in flight finish, then the run ends.
     /// `None`: until the stop future resolves.
@@ -669,6 +669,7 @@ impl Progress {
         }
         let b = bar.clone();
         let duration = wall;
+        let receivers = cfg.targets().count();
         let ticker = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
@@ -679,12 +680,15 @@ impl Progress {
                 }
                 let c = &counters;
                 let acked = c.acknowledged.load(Relaxed);
-                let mut msg = format!(
-                    "calls {}/{} · records {} acked of {} · {:.0}/s · retries {} · restarts {}",
+                let mut msg =
+                    format!(
+                    "calls {}/{} · records {} acked of {}{} · {:.0}/s · retries {} · restarts {}",
                     c.calls_completed.load(Relaxed),
                     c.calls_started.load(Relaxed),
                     acked,
                     c.generated.load(Relaxed),
+                    // Each receiver acknowledges every record.
+                    if receivers > 1 { format!(" × {receivers}") } else { String::new() },
                     acked as f64 / el.as_secs_f64().max(0.001),
                     c.retries.load(Relaxed),
                     c.restarts.load(Relaxed),
