@@ -241,6 +241,8 @@ async fn an_overflowing_queue_loses_records_for_its_receiver_only() {
         calls_per_second: 20.0,
         duration: Some(Duration::from_secs(5)),
         seed: 99,
+        // The Call Bridge's own losses too: announced on both receivers, counted once.
+        drop_rate: 0.02,
         queue_capacity: 50,
         request_timeout: Duration::from_secs(2),
         ..SimConfig::default()
@@ -265,7 +267,8 @@ async fn an_overflowing_queue_loses_records_for_its_receiver_only() {
     assert_eq!(tb.records_unsent, 0, "{tb:?}");
     assert_eq!(summary.records_queue_dropped, tb.records_queue_dropped);
     assert!(
-        tb.expected.missing >= tb.records_queue_dropped && ta.expected.missing == 0,
+        tb.expected.missing >= tb.records_queue_dropped + ta.expected.missing
+            && ta.expected.missing > 0,
         "{ta:?}\n{tb:?}"
     );
     assert!(tb.expected.records_total < ta.expected.records_total);

@@ -447,7 +447,7 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
                 (name, t, None)
             };
             let (tx, rx) = mpsc::channel(cfg.queue_capacity);
-            queues.push((tx, per_target[t].clone()));
+            queues.push(Queue::new(tx, per_target[t].clone()));
             // The same stream for every receiver: batches and duplicates do not depend on
             // how many receivers there are.
             let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5e4d);
@@ -569,12 +569,28 @@ pub async fn run(cfg: SimConfig, stop: impl Future<Output = ()>) -> Result<Summa
 }
 
 /// A receiver's queue for one bridge.
-type Queue = (mpsc::Sender<SimRecord>, Arc<TargetCounters>);
+pub(crate) struct Queue {
+    tx: mpsc::Sender<SimRecord>,
+    counters: Arc<TargetCounters>,
+    /// Records a full queue dropped since the last one it took: (session, count, counting
+    /// what those records announced as missing themselves).
+    lost: Option<(u32, u64)>,
+}
+
+impl Queue {
+    pub(crate) fn new(tx: mpsc::Sender<SimRecord>, counters: Arc<TargetCounters>) -> Queue {
+        Queue {
+            tx,
+            counters,
+            lost: None,
+        }
+    }
+}
 
 /// Paces one bridge's generator to the wall clock and queues its records for every receiver.
 async fn drive(
     mut g: Generator,
-    queues: Vec<Queue>,
+    mut queues: Vec<Queue>,
     mut stop: watch::Receiver<bool>,
     started: Instant,
     speedup: f64,
@@ -601,7 +617,7 @@ async fn drive(
             .format(&fmt)
             .unwrap_or_default();
         g.step(&now, &mut out);
-        if !enqueue(&queues, out.drain(..)).await {
+        if !enqueue(&mut queues, out.drain(..)).await {
             return; // the senders gave up (run aborted)
         }
     }
@@ -610,24 +626,42 @@ async fn drive(
 
 /// Queues records for every receiver. One receiver: wait for room (back-pressure keeps every
 /// record). Several: a full queue drops the record for that receiver only, as CMS does, so
-/// a receiver that is down never slows the others. False once every sender has gone.
-async fn enqueue(queues: &[Queue], records: impl Iterator<Item = SimRecord>) -> bool {
+/// a receiver that is down never slows the others; the next record it takes announces the
+/// loss in `numPreceedingRecordsMissing`, as CMS does after an outage. False once every sender
+/// has gone.
+async fn enqueue(queues: &mut [Queue], records: impl Iterator<Item = SimRecord>) -> bool {
     for r in records {
-        if let [(tx, _)] = queues {
-            if tx.send(r).await.is_err() {
+        if let [q] = queues {
+            if q.tx.send(r).await.is_err() {
                 return false;
             }
             continue;
         }
         let mut open = 0;
-        for (tx, tc) in queues {
-            match tx.try_send(r.clone()) {
-                Ok(()) => open += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tc.queue_dropped.fetch_add(1, Relaxed);
+        for q in queues.iter_mut() {
+            match q.tx.try_reserve() {
+                Ok(permit) => {
                     open += 1;
+                    let mut r = r.clone();
+                    // Only losses of this session are announced: a restart starts afresh.
+                    if let Some((session, n)) = q.lost.take() {
+                        if session == r.session_no {
+                            r.xml = xml::with_missing(&r.xml, r.index, r.missing, r.missing + n);
+                            r.missing += n;
+                        }
+                    }
+                    permit.send(r);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    open += 1;
+                    q.counters.queue_dropped.fetch_add(1, Relaxed);
+                    let before = match q.lost {
+                        Some((session, n)) if session == r.session_no => n,
+                        _ => 0,
+                    };
+                    q.lost = Some((r.session_no, before + r.missing + 1));
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => {}
             }
         }
         if open == 0 {

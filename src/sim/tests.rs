@@ -493,7 +493,7 @@ fn up_to_four_receivers_are_accepted() {
 /// counts it; the other receiver's queue gets every record, in order, without waiting.
 #[tokio::test]
 async fn a_full_queue_drops_for_its_receiver_only() {
-    use super::{enqueue, TargetCounters};
+    use super::{enqueue, Queue, TargetCounters};
     use std::sync::atomic::Ordering::Relaxed;
     let (records, _) = generate(gen_cfg(2), 11, 1);
     assert!(records.len() > 20);
@@ -501,10 +501,13 @@ async fn a_full_queue_drops_for_its_receiver_only() {
     let (down_tx, mut down_rx) = tokio::sync::mpsc::channel(5);
     let up = Arc::new(TargetCounters::default());
     let down = Arc::new(TargetCounters::default());
-    let queues = vec![(up_tx, up.clone()), (down_tx, down.clone())];
+    let mut queues = vec![
+        Queue::new(up_tx, up.clone()),
+        Queue::new(down_tx, down.clone()),
+    ];
     let done = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        enqueue(&queues, records.clone().into_iter()),
+        enqueue(&mut queues, records.clone().into_iter()),
     )
     .await
     .expect("a full queue must not block the others");
@@ -523,9 +526,31 @@ async fn a_full_queue_drops_for_its_receiver_only() {
         held.push(r.index);
     }
     assert_eq!(held, want[..5]);
+    // Back with room: the next record it takes announces what it lost, and parses so.
+    let next = SimRecord {
+        index: records.len() as u64,
+        ..records[0].clone()
+    };
+    let next = SimRecord {
+        xml: next.xml.replace(
+            "correlatorIndex=\"0\"",
+            &format!("correlatorIndex=\"{}\"", next.index),
+        ),
+        ..next
+    };
+    assert!(enqueue(&mut queues, std::iter::once(next)).await);
+    let got = down_rx.try_recv().unwrap();
+    let lost = records.len() as u64 - 5;
+    assert_eq!(got.missing, lost);
+    let body = xml::envelope(&got.session, None, std::iter::once(got.xml.as_str()));
+    let batch = cdr::parse(body.as_bytes()).unwrap();
+    assert_eq!(batch.records[0].header.num_preceding_missing, Some(lost));
+    assert_eq!(batch.records[0].header.correlator_index, Some(got.index));
+    // The receiver that was up has nothing to announce.
+    assert_eq!(up_rx.try_recv().unwrap().missing, 0);
     // Once every sender is gone, the generator is told to stop.
     drop((up_rx, down_rx));
-    assert!(!enqueue(&queues, records.into_iter().take(1)).await);
+    assert!(!enqueue(&mut queues, records.into_iter().take(1)).await);
 }
 
 /// The demo's defaults can make the shipped `CmsLowMos` alert fire and clear: the incident
