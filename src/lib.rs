@@ -550,11 +550,74 @@ impl Reload {
     }
 }
 
+/// What `cdr-exporter demo` simulates (its flags).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoOptions {
+    /// New calls per second of simulated time, over the cluster.
+    pub calls_per_second: f64,
+    pub tenants: usize,
+    /// Share of connected legs with heavy packet loss outside the incident.
+    pub bad_share: f64,
+    /// Simulated time runs this many times faster than the wall clock.
+    pub speedup: f64,
+    /// One tenant's network degrades for a while (wall-clock times); `None`: no incident.
+    pub incident: Option<sim::Incident>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            // 360 calls an hour: about 130 calls in progress in simulated time, 3 new calls a
+            // second at 30× (a tenant passes the low-MOS alert's 50 legs in well under a minute).
+            calls_per_second: 0.1,
+            tenants: 4,
+            bad_share: 0.03,
+            speedup: 30.0,
+            incident: Some(sim::Incident {
+                tenant: 0,
+                after: Duration::from_secs(120),
+                lasts: Duration::from_secs(720),
+                bad_share: 0.8,
+            }),
+        }
+    }
+}
+
+impl DemoOptions {
+    /// The simulator's configuration for a demo posting to `target`.
+    pub fn sim_config(&self, target: String) -> sim::SimConfig {
+        sim::SimConfig {
+            target,
+            call_bridges: 3,
+            unclustered: 1,
+            tenants: self.tenants,
+            calls_per_second: self.calls_per_second,
+            duration: None,
+            // Fixed: the same three Call Bridges (and tenants) on every demo run, each run a
+            // new session of theirs, so a kept data dir does not collect new bridges.
+            seed: 2024,
+            bad_tail: self.bad_share,
+            drain_timeout: Duration::from_secs(2),
+            progress: false,
+            durations: sim::Durations::Realistic,
+            speedup: self.speedup,
+            incident: self.incident,
+            // All three sources: one FreeSWITCH switch and one Kamailio node beside the
+            // bridges, at one bridge's call rate each.
+            freeswitch_switches: 1,
+            kamailio_nodes: 1,
+            ..sim::SimConfig::default()
+        }
+    }
+}
+
 /// `cdr-exporter demo`: the exporter on `listener`, fed by an in-process Call Bridge
-/// simulator with moderate traffic (3 bridges, one unclustered, 4 tenants, 2 calls/s, a 10 %
-/// bad tail) until `shutdown` resolves; then the simulator ends its calls and stops first.
+/// simulator with realistic calls, time-compressed, and a scripted incident (see
+/// [`DemoOptions`]) until `shutdown` resolves; then the simulator ends its calls and stops
+/// first.
 pub async fn demo(
     cfg: Config,
+    opts: DemoOptions,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
@@ -570,21 +633,15 @@ pub async fn demo(
     };
     let base = SocketAddr::new(ip, addr.port());
     let metrics_url = format!("http://{base}{}", cfg.metrics_path);
-    let sim_cfg = sim::SimConfig {
-        target: format!("http://{base}{}", cfg.cdr_path),
-        call_bridges: 3,
-        unclustered: 1,
-        tenants: 4,
-        calls_per_second: 2.0,
-        duration: None,
-        // Fixed: the same three Call Bridges (and tenants) on every demo run, each run a new
-        // session of theirs, so a kept data dir does not collect new bridges.
-        seed: 2024,
-        bad_tail: 0.1,
-        drain_timeout: Duration::from_secs(2),
-        progress: false,
-        ..sim::SimConfig::default()
-    };
+    let mut sim_cfg = opts.sim_config(format!("http://{base}{}", cfg.cdr_path));
+    sim_cfg.freeswitch_target = Some(format!("http://{base}{}", cfg.freeswitch_path));
+    sim_cfg.kamailio_target = Some(format!("http://{base}{}", cfg.kamailio_path));
+    if let Err(e) = sim_cfg.validate() {
+        return Err(RunError::Io {
+            what: "demo options",
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(run(cfg, listener, async move {
         let _ = stop_rx.await;
@@ -592,9 +649,30 @@ pub async fn demo(
     tracing::info!(
         url = %metrics_url,
         call_bridges = sim_cfg.call_bridges,
+        freeswitch_switches = sim_cfg.freeswitch_switches,
+        kamailio_nodes = sim_cfg.kamailio_nodes,
+        tenants = sim_cfg.tenants,
         calls_per_second = sim_cfg.calls_per_second,
+        speedup = sim_cfg.speedup,
+        bad_share = sim_cfg.bad_tail,
         seed = sim_cfg.seed,
-        "demo: simulated Call Bridges are feeding the exporter; open the URL for live metrics (Ctrl-C stops)"
+        "demo: simulated Call Bridges, a FreeSWITCH switch and a Kamailio node are feeding the exporter; open the URL for live metrics (Ctrl-C stops)"
+    );
+    match &sim_cfg.incident {
+        Some(i) => tracing::info!(
+            tenant = %sim::tenant_guid(sim_cfg.seed, sim_cfg.call_bridges, sim_cfg.tenants, i.tenant),
+            after = %humantime::format_duration(i.after),
+            lasts = %humantime::format_duration(i.lasts),
+            bad_share = i.bad_share,
+            "demo: scripted incident: this tenant's network will degrade (low MOS) for a while, then recover"
+        ),
+        None => tracing::info!("demo: no scripted incident"),
+    }
+    // A new simulator process is a new CMS session (correlatorIndex from 0): the exporter
+    // cannot tell it from a reboot, and it ends the previous run's calls instead of leaving
+    // them active for ever.
+    tracing::info!(
+        "demo: each start is a new CDR session of the simulated Call Bridges: with a kept data dir, the exporter counts it as a restart of each (cdr_exporter_sessions_total, CmsCallBridgeRestarted) and ends the previous run's calls"
     );
     let simulation = sim::run(sim_cfg, shutdown);
     tokio::select! {

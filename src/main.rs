@@ -96,9 +96,16 @@ enum Command {
     /// Simulate a cluster of Cisco Meeting Server Call Bridges posting CDRs to a receiver.
     Simulate(Box<SimulateArgs>),
     /// Run the exporter fed by simulated Call Bridges: live metrics within seconds.
+    ///
+    /// Realistic calls (1:1 calls of a few minutes, meetings of 15–60 min with participants
+    /// joining and leaving) played --speedup times faster, and a scripted incident: after
+    /// --incident-after one tenant's legs get bad packet loss for --incident-for, then it
+    /// recovers (the low-MOS alert fires and clears).
     Demo {
         #[command(flatten)]
         exporter: ExporterArgs,
+        #[command(flatten)]
+        demo: DemoArgs,
     },
     /// Post the CDRs FreeSWITCH could not deliver (its err-log-dir files) to the exporter.
     ///
@@ -115,6 +122,56 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// New calls per second of simulated time, over the three Call Bridges (the exporter
+    /// gets R × speedup a second).
+    #[arg(long = "calls-per-second", value_name = "R", default_value_t = 0.1)]
+    demo_calls_per_second: f64,
+    /// Tenants.
+    #[arg(long = "tenants", value_name = "M", default_value_t = 4)]
+    demo_tenants: usize,
+    /// Share of connected legs with heavy packet loss outside the incident.
+    #[arg(long, value_name = "P", default_value_t = 0.03)]
+    bad_share: f64,
+    /// Simulated time runs N× faster than the wall clock (1 = real time).
+    #[arg(long = "speedup", value_name = "N", default_value_t = 30.0)]
+    demo_speedup: f64,
+    /// When the incident starts (wall clock from the start).
+    #[arg(long, value_name = "D", default_value = "2m", value_parser = humantime::parse_duration)]
+    incident_after: Duration,
+    /// How long it lasts (wall clock). With the shipped rules (15 min window, 10 min `for`)
+    /// the low-MOS alert fires about 10 min after the incident starts.
+    #[arg(long, value_name = "D", default_value = "12m", value_parser = humantime::parse_duration)]
+    incident_for: Duration,
+    /// The tenant it hits (0 = the busiest).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    incident_tenant: usize,
+    /// Share of that tenant's legs with heavy packet loss during the incident.
+    #[arg(long, value_name = "P", default_value_t = 0.8)]
+    incident_bad_share: f64,
+    /// No scripted incident.
+    #[arg(long)]
+    no_incident: bool,
+}
+
+impl DemoArgs {
+    fn options(&self) -> cdr_exporter::DemoOptions {
+        cdr_exporter::DemoOptions {
+            calls_per_second: self.demo_calls_per_second,
+            tenants: self.demo_tenants,
+            bad_share: self.bad_share,
+            speedup: self.demo_speedup,
+            incident: (!self.no_incident).then_some(cdr_exporter::sim::Incident {
+                tenant: self.incident_tenant,
+                after: self.incident_after,
+                lasts: self.incident_for,
+                bad_share: self.incident_bad_share,
+            }),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -152,9 +209,11 @@ struct ImportArgs {
 
 #[derive(Args, Debug)]
 struct SimulateArgs {
-    /// Receiver URL the Call Bridges post to, e.g. http://127.0.0.1:19477/cdr.
-    #[arg(long, value_name = "URL")]
-    target: String,
+    /// Receiver URL the Call Bridges post to, e.g. http://127.0.0.1:19477/cdr. Give it up to
+    /// 4 times for several receivers (as CMS does): each gets every record on its own queue,
+    /// connection and retries; a full queue (a receiver down too long) drops for it alone.
+    #[arg(long, value_name = "URL", required = true)]
+    target: Vec<String>,
     /// Call Bridges in the cluster.
     #[arg(long, value_name = "N", default_value_t = 3)]
     call_bridges: usize,
@@ -165,10 +224,11 @@ struct SimulateArgs {
     /// Tenants (0: calls carry no tenant).
     #[arg(long, value_name = "M", default_value_t = 2)]
     tenants: usize,
-    /// New calls per second over the whole cluster (Poisson arrivals).
+    /// New calls per second over the whole cluster (Poisson arrivals; simulated time).
     #[arg(long, value_name = "R", default_value_t = 10.0)]
     calls_per_second: f64,
-    /// How long calls keep starting (then calls in flight finish), e.g. 10s, 2m.
+    /// How long calls keep starting (then calls in flight finish), e.g. 10s, 2m (simulated
+    /// time).
     #[arg(long, value_name = "D", default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Seed of everything the records say [default: random, printed in the summary].
@@ -193,7 +253,15 @@ struct SimulateArgs {
     /// Time to wait for the answer to a POST before retrying it.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// Write the totals the exporter should show (JSON) to FILE.
+    /// How long calls last: short (0.5–4 s, for tests) or realistic (minutes; use --speedup).
+    #[arg(long, value_name = "MODEL", value_enum, default_value_t = cdr_exporter::sim::Durations::Short)]
+    durations: cdr_exporter::sim::Durations,
+    /// Simulated time runs N× faster than the wall clock: --duration, --restart-every,
+    /// arrivals and call lengths are simulated time; the records report simulated durations.
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    speedup: f64,
+    /// Write the totals the exporter should show (JSON) to FILE; with several --target, a
+    /// JSON array of {"target", "expected"} in the order given.
     #[arg(long, value_name = "FILE")]
     expect_json: Option<PathBuf>,
     /// FreeSWITCH switches beside the Call Bridges (one CDR POST per leg, as mod_xml_cdr
@@ -276,8 +344,10 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        None => exporter(cli.exporter, false),
-        Some(Command::Demo { exporter: e }) => exporter(e.or(cli.exporter), true),
+        None => exporter(cli.exporter, None),
+        Some(Command::Demo { exporter: e, demo }) => {
+            exporter(e.or(cli.exporter), Some(demo.options()))
+        }
         Some(Command::Rules { set, list }) => rules(&set, list),
         Some(Command::ImportFreeswitch(args)) => import(args, cli.exporter),
         Some(Command::Simulate(args)) => {
@@ -299,7 +369,7 @@ fn run_cli() -> anyhow::Result<()> {
 }
 
 /// The exporter (default mode), or the exporter with the demo simulator feeding it.
-fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
+fn exporter(args: ExporterArgs, demo: Option<cdr_exporter::DemoOptions>) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let cfg = Config::load(args.config.as_deref(), &overrides)?;
     let source = cdr_exporter::ConfigSource {
@@ -320,8 +390,8 @@ fn exporter(args: ExporterArgs, demo: bool) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cfg.listen_addr())
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
-        if demo {
-            cdr_exporter::demo(cfg, listener, shutdown_signal()).await?;
+        if let Some(demo_opts) = demo {
+            cdr_exporter::demo(cfg, demo_opts, listener, shutdown_signal()).await?;
         } else {
             cdr_exporter::run_with(cfg, Some(source), listener, shutdown_signal()).await?;
         }
@@ -335,8 +405,10 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let mut targets = a.target.into_iter();
     let cfg = SimConfig {
-        target: a.target,
+        target: targets.next().unwrap_or_default(),
+        extra_targets: targets.collect(),
         call_bridges: a.call_bridges,
         unclustered: a.unclustered,
         tenants: a.tenants,
@@ -363,13 +435,24 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             delay: a.kamailio_retry_delay.unwrap_or(DEFAULT_RETRY.delay),
         },
         freeswitch_err_log_dir: a.freeswitch_err_log_dir,
+        durations: a.durations,
+        speedup: a.speedup,
         ..SimConfig::default()
     };
     cfg.validate()?;
     let summary = runtime()?.block_on(cdr_exporter::sim::run(cfg, shutdown_signal()))?;
     println!("{summary}");
     if let Some(path) = a.expect_json {
-        let json = serde_json::to_string_pretty(&summary.expected)?;
+        let json = if summary.targets.len() > 1 {
+            let per: Vec<_> = summary
+                .targets
+                .iter()
+                .map(|t| serde_json::json!({"target": t.target, "expected": t.expected}))
+                .collect();
+            serde_json::to_string_pretty(&per)?
+        } else {
+            serde_json::to_string_pretty(&summary.expected)?
+        };
         std::fs::write(&path, json + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }

@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
 
+use super::realism::{Durations, IncidentUs};
 use super::xml::{guid, millis, Header, RecordWriter};
 use super::Counters;
 
@@ -95,6 +96,9 @@ pub(crate) struct GenConfig {
     pub restart_offset_us: u64,
     pub drop_rate: f64,
     pub bad_tail: f64,
+    pub durations: Durations,
+    /// On the virtual timeline.
+    pub incident: Option<IncidentUs>,
 }
 
 /// Identities shared by all bridges of one simulated cluster, derived from the seed.
@@ -215,8 +219,16 @@ struct Loss {
 }
 
 impl Loss {
-    fn draw(rng: &mut impl Rng, life_ms: u64, bad: bool) -> Loss {
-        let (share, burst_density, gap_density) = if bad {
+    /// `severe`: an incident's network, bad enough that most legs score MOS ≤ 3.1 even on
+    /// loss-tolerant codecs.
+    fn draw(rng: &mut impl Rng, life_ms: u64, bad: bool, severe: bool) -> Loss {
+        let (share, burst_density, gap_density) = if bad && severe {
+            (
+                rng.random_range(0.1..0.3),
+                rng.random_range(30.0..60.0),
+                rng.random_range(15.0..35.0),
+            )
+        } else if bad {
             (
                 rng.random_range(0.03..0.2),
                 rng.random_range(20.0..50.0),
@@ -548,10 +560,11 @@ impl Generator {
     fn plan_call(&mut self, t: u64) {
         let r = &mut self.rng;
         let shared = &self.shared;
-        // Log-uniform between 0.5 and 4 s.
-        let dur = (r.random_range(0.5f64.ln()..4f64.ln()).exp() * 1e6) as u64;
-        let nominal_end = t + dur;
         let co_space = r.random_bool(0.7);
+        let durations = self.cfg.durations;
+        let shape = durations.call(r, co_space);
+        let dur = shape.dur_us;
+        let nominal_end = t + dur;
         let (name, co_space, tenant) = if co_space {
             let s = &shared.spaces[r.random_range(0..shared.spaces.len())];
             (s.name.to_owned(), Some(s.id), s.tenant)
@@ -563,18 +576,17 @@ impl Generator {
                 tenant_index(r, shared.tenants.len()),
             )
         };
+        let tenant_no = tenant;
         let tenant = tenant.map(|k| shared.tenants[k]);
         let id = random_guid(r);
         let correlator = random_guid(r);
-        let n = pick(r, &[(2usize, 35), (3, 25), (4, 20), (5, 12), (6, 8)]);
+        let n = shape.legs;
         let mut legs = Vec::with_capacity(n);
+        let (incident, normal) = (self.cfg.incident, self.cfg.bad_tail);
+        let bad_tail = |leave| IncidentUs::bad_tail(incident.as_ref(), tenant_no, leave, normal);
         for i in 0..n {
-            let join = if i == 0 {
-                t + r.random_range(0..50_000)
-            } else {
-                t + r.random_range(0..=(dur * 6 / 10))
-            };
-            legs.push(plan_leg(r, join, nominal_end, self.cfg.bad_tail));
+            let join = durations.join(r, i, t, dur);
+            legs.push(plan_leg(r, durations, join, nominal_end, &bad_tail));
         }
         let end = legs.iter().map(|l| l.leave).max().unwrap_or(nominal_end)
             + r.random_range(10_000..50_000);
@@ -838,8 +850,15 @@ fn secs(us: u64) -> u64 {
     (us + 500_000) / 1_000_000
 }
 
-/// Draws one leg of a call that ends around `nominal_end`.
-fn plan_leg(r: &mut ChaCha8Rng, join: u64, nominal_end: u64, bad_tail: f64) -> LegPlan {
+/// Draws one leg of a call that ends around `nominal_end`; `bad_tail` gives the share of
+/// bad legs for a leg ending at a given time (an incident raises it).
+fn plan_leg(
+    r: &mut ChaCha8Rng,
+    durations: Durations,
+    join: u64,
+    nominal_end: u64,
+    bad_tail: &dyn Fn(u64) -> (f64, bool),
+) -> LegPlan {
     let acano = r.random_bool(0.25);
     let (leg_type, sub_type) = if acano {
         ("acano", r.random_bool(0.7).then_some("webApp"))
@@ -894,18 +913,17 @@ fn plan_leg(r: &mut ChaCha8Rng, join: u64, nominal_end: u64, bad_tail: f64) -> L
         let earliest = connect + 150_000;
         let leave = match reason {
             "callEnded" | "callDeactivated" | "localTeardown" => nominal_end.max(earliest),
-            _ if earliest >= nominal_end => earliest,
-            _ => r.random_range(earliest..=nominal_end),
+            _ => durations.leave(r, earliest, nominal_end),
         };
         (Some(connect), leave)
     } else {
         // A dial-out that never connected: it named its call from the start.
         direction = "outgoing";
         call_in_start = true;
-        (None, join + r.random_range(100_000..600_000))
+        (None, join + durations.unanswered(r))
     };
     let life_ms = (leave - join) / 1000;
-    let media = connect.map(|_| plan_media(r, acano, life_ms, bad_tail));
+    let media = connect.map(|_| plan_media(r, acano, life_ms, bad_tail(leave)));
     LegPlan {
         id: random_guid(r),
         leg_type,
@@ -924,7 +942,9 @@ fn plan_leg(r: &mut ChaCha8Rng, join: u64, nominal_end: u64, bad_tail: f64) -> L
     }
 }
 
-fn plan_media(r: &mut ChaCha8Rng, acano: bool, life_ms: u64, bad_tail: f64) -> MediaPlan {
+/// `bad_tail`: the share of bad legs, and whether they are an incident's (severe).
+fn plan_media(r: &mut ChaCha8Rng, acano: bool, life_ms: u64, bad_tail: (f64, bool)) -> MediaPlan {
+    let (bad_tail, severe) = bad_tail;
     let audio_codecs: &[(&'static str, u32)] = if acano {
         &[("opus", 85), ("aac", 15)]
     } else {
@@ -945,7 +965,7 @@ fn plan_media(r: &mut ChaCha8Rng, acano: bool, life_ms: u64, bad_tail: f64) -> M
         pick(r, audio_codecs)
     };
     let bad = bad_tail > 0.0 && r.random_bool(bad_tail);
-    let audio_loss = Loss::draw(r, life_ms, bad);
+    let audio_loss = Loss::draw(r, life_ms, bad, severe);
     let audio_only = r.random_bool(if acano { 0.05 } else { 0.25 });
     let video = (!audio_only).then(|| {
         let codecs: &[(&'static str, u32)] = if acano {
@@ -964,7 +984,7 @@ fn plan_media(r: &mut ChaCha8Rng, acano: bool, life_ms: u64, bad_tail: f64) -> M
             },
             rx_size: pick(r, sizes),
             tx_size: pick(r, sizes),
-            rx_loss: Loss::draw(r, life_ms, bad),
+            rx_loss: Loss::draw(r, life_ms, bad, severe),
         }
     });
     let (encrypted, unencrypted) = if acano {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::expect::Mirror;
 use super::flow::SimRecord;
-use super::{Counters, SimError};
+use super::{Counters, SimError, TargetCounters};
 
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -104,6 +104,8 @@ pub(crate) struct Sender {
     pub timeout: Duration,
     pub rng: ChaCha8Rng,
     pub counters: Arc<Counters>,
+    /// This receiver's share of `counters`.
+    pub per_target: Arc<TargetCounters>,
     pub bridge: String,
     conn: Option<SendRequest<Full<Bytes>>>,
     mirror: Mirror,
@@ -120,6 +122,7 @@ impl Sender {
         timeout: Duration,
         rng: ChaCha8Rng,
         counters: Arc<Counters>,
+        per_target: Arc<TargetCounters>,
     ) -> Sender {
         Sender {
             target,
@@ -129,6 +132,7 @@ impl Sender {
             timeout,
             rng,
             counters,
+            per_target,
             bridge,
             conn: None,
             mirror: Mirror::default(),
@@ -181,9 +185,11 @@ impl Sender {
             ));
             let n = batch.len() as u64;
             self.counters.sent.fetch_add(n, Relaxed);
+            self.per_target.sent.fetch_add(n, Relaxed);
             match self.deliver(&body, &mut abort).await {
                 Delivery::Acknowledged => {
                     self.counters.acknowledged.fetch_add(n, Relaxed);
+                    self.per_target.acknowledged.fetch_add(n, Relaxed);
                     self.mirror.acknowledged(&batch);
                     // As when the Call Bridge missed our 200: the same batch again.
                     if self.duplicate_rate > 0.0 && self.rng.random_bool(self.duplicate_rate) {
@@ -191,6 +197,7 @@ impl Sender {
                             Delivery::Acknowledged => {
                                 self.counters.duplicate_batches.fetch_add(1, Relaxed);
                                 self.counters.duplicate_records.fetch_add(n, Relaxed);
+                                self.per_target.duplicate_records.fetch_add(n, Relaxed);
                             }
                             Delivery::Rejected(s) => self.rejected(s, n),
                             Delivery::Aborted => break,
@@ -207,6 +214,7 @@ impl Sender {
     fn rejected(&self, status: StatusCode, n: u64) {
         self.counters.rejected_batches.fetch_add(1, Relaxed);
         self.counters.rejected_records.fetch_add(n, Relaxed);
+        self.per_target.rejected_records.fetch_add(n, Relaxed);
         tracing::warn!(bridge = %self.bridge, %status, records = n, "CDR batch rejected by the receiver; not retried");
     }
 
@@ -217,6 +225,7 @@ impl Sender {
         loop {
             if !first {
                 self.counters.retries.fetch_add(1, Relaxed);
+                self.per_target.retries.fetch_add(1, Relaxed);
             }
             first = false;
             let attempt = tokio::select! {
@@ -248,6 +257,7 @@ impl Sender {
                 _ => {
                     let c = connect(&self.target.connect).await?;
                     self.counters.connections.fetch_add(1, Relaxed);
+                    self.per_target.connections.fetch_add(1, Relaxed);
                     self.conn.insert(c)
                 }
             };

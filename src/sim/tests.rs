@@ -19,6 +19,8 @@ fn gen_cfg(seconds: u64) -> GenConfig {
         restart_offset_us: 0,
         drop_rate: 0.0,
         bad_tail: 0.05,
+        durations: Default::default(),
+        incident: None,
     }
 }
 
@@ -463,7 +465,231 @@ fn config_is_validated() {
             target: "ftp://x/".into(),
             ..ok.clone()
         },
+        super::SimConfig {
+            extra_targets: vec!["http://127.0.0.1:1/cdr".into(), "bad".into()],
+            ..ok.clone()
+        },
+        // CMS takes at most four receivers.
+        super::SimConfig {
+            extra_targets: vec![ok.target.clone(); 4],
+            ..ok.clone()
+        },
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn up_to_four_receivers_are_accepted() {
+    let cfg = super::SimConfig {
+        extra_targets: vec!["http://127.0.0.1:2/cdr".into(); 3],
+        ..super::SimConfig::default()
+    };
+    assert!(cfg.validate().is_ok());
+    assert_eq!(cfg.targets().count(), 4);
+}
+
+/// Several receivers: a full queue (its receiver down) drops for that receiver alone and
+/// counts it; the other receiver's queue gets every record, in order, without waiting.
+#[tokio::test]
+async fn a_full_queue_drops_for_its_receiver_only() {
+    use super::{enqueue, Queue, TargetCounters};
+    use std::sync::atomic::Ordering::Relaxed;
+    let (records, _) = generate(gen_cfg(2), 11, 1);
+    assert!(records.len() > 20);
+    let (up_tx, mut up_rx) = tokio::sync::mpsc::channel(records.len());
+    let (down_tx, mut down_rx) = tokio::sync::mpsc::channel(5);
+    let up = Arc::new(TargetCounters::default());
+    let down = Arc::new(TargetCounters::default());
+    let mut queues = vec![
+        Queue::new(up_tx, up.clone()),
+        Queue::new(down_tx, down.clone()),
+    ];
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        enqueue(&mut queues, records.clone().into_iter()),
+    )
+    .await
+    .expect("a full queue must not block the others");
+    assert!(done);
+    assert_eq!(up.queue_dropped.load(Relaxed), 0);
+    assert_eq!(down.queue_dropped.load(Relaxed), records.len() as u64 - 5);
+    let mut got = Vec::new();
+    while let Ok(r) = up_rx.try_recv() {
+        got.push(r.index);
+    }
+    let want: Vec<u64> = records.iter().map(|r| r.index).collect();
+    assert_eq!(got, want);
+    // The down receiver kept the oldest records (what it had queued before it filled up).
+    let mut held = Vec::new();
+    while let Ok(r) = down_rx.try_recv() {
+        held.push(r.index);
+    }
+    assert_eq!(held, want[..5]);
+    // Back with room: the next record it takes announces what it lost, and parses so.
+    let next = SimRecord {
+        index: records.len() as u64,
+        ..records[0].clone()
+    };
+    let next = SimRecord {
+        xml: next.xml.replace(
+            "correlatorIndex=\"0\"",
+            &format!("correlatorIndex=\"{}\"", next.index),
+        ),
+        ..next
+    };
+    assert!(enqueue(&mut queues, std::iter::once(next)).await);
+    let got = down_rx.try_recv().unwrap();
+    let lost = records.len() as u64 - 5;
+    assert_eq!(got.missing, lost);
+    let body = xml::envelope(&got.session, None, std::iter::once(got.xml.as_str()));
+    let batch = cdr::parse(body.as_bytes()).unwrap();
+    assert_eq!(batch.records[0].header.num_preceding_missing, Some(lost));
+    assert_eq!(batch.records[0].header.correlator_index, Some(got.index));
+    // The receiver that was up has nothing to announce.
+    assert_eq!(up_rx.try_recv().unwrap().missing, 0);
+    // Once every sender is gone, the generator is told to stop.
+    drop((up_rx, down_rx));
+    assert!(!enqueue(&mut queues, records.into_iter().take(1)).await);
+}
+
+/// The demo's defaults can make the shipped `CdrLowMos` (tenant scope) alert fire and clear: the incident
+/// tenant passes the alert's minimum of 50 scored legs in its 15 min window from the first
+/// minutes, its share of legs at MOS ≤ 3.1 (as the exporter computes it) stays at or below
+/// 10 % before the incident, above it for longer than the alert's 10 min `for`, and below it
+/// again 15 min after the incident. Wall-clock windows, as Prometheus sees them.
+#[test]
+fn demo_defaults_can_fire_and_clear_the_low_mos_alert() {
+    use std::time::Duration;
+    let opts = crate::DemoOptions::default();
+    let sim = opts.sim_config("http://127.0.0.1:1/cdr".into());
+    let inc = opts.incident.expect("the demo has an incident by default");
+    let (window, min_legs, share, hold) = (900.0, 50.0, 0.1, 600.0);
+    let shared = Arc::new(Shared::new(sim.seed, sim.call_bridges, sim.tenants));
+    let tenant = xml::guid(shared.tenants[inc.tenant]);
+    let end_wall = inc.after + inc.lasts + Duration::from_secs(1200);
+    let horizon_us = (end_wall.as_secs_f64() * sim.speedup * 1e6) as u64;
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let codecs = crate::quality::CodecTable::default();
+    // (wall seconds, MOS) of the incident tenant's scored leg ends.
+    let mut scored: Vec<(f64, f64)> = Vec::new();
+    for i in 0..sim.call_bridges {
+        let cfg = GenConfig {
+            calls_per_second: sim.calls_per_second / sim.call_bridges as f64,
+            duration_us: Some(horizon_us),
+            restart_every_us: None,
+            restart_offset_us: 0,
+            drop_rate: 0.0,
+            bad_tail: sim.bad_tail,
+            durations: sim.durations,
+            incident: Some(inc.virtual_us(sim.speedup)),
+        };
+        let counters = Arc::new(Counters::default());
+        let mut g = Generator::new(cfg, shared.clone(), sim.seed, i, 1, counters);
+        let mut out = Vec::new();
+        // The virtual time as the record time, to read it back.
+        while let Some(at) = g.next_at() {
+            let t = time::OffsetDateTime::from_unix_timestamp((at / 1_000_000) as i64)
+                .unwrap()
+                .format(&fmt)
+                .unwrap();
+            g.step(&t, &mut out);
+        }
+        let mut call_tenant = HashMap::new();
+        let mut leg_call = HashMap::new();
+        for body in bodies(&out, 10, None) {
+            for e in cdr::parse(body.as_bytes()).unwrap().records {
+                let at = e.header.time.unwrap().0;
+                match e.body.unwrap() {
+                    Record::CallStart(c) => {
+                        call_tenant.insert(c.id, c.tenant.map(|t| t.to_string()));
+                    }
+                    Record::CallLegStart(l) => {
+                        if let Some(c) = l.call {
+                            leg_call.insert(l.id, c);
+                        }
+                    }
+                    Record::CallLegUpdate(u) => {
+                        if let Some(CallRef::Call(c)) = u.call {
+                            leg_call.insert(u.id, c);
+                        }
+                    }
+                    Record::CallLegEnd(l) => {
+                        let t = leg_call.get(&l.id).and_then(|c| call_tenant.get(c));
+                        if t.cloned().flatten().as_deref() != Some(tenant.as_str()) {
+                            continue;
+                        }
+                        let Some(a) = &l.rx_audio else { continue };
+                        let Some(ps) = &a.packet_statistics else {
+                            continue;
+                        };
+                        let bg = crate::quality::BurstGap {
+                            burst_duration: ps.packet_loss_bursts.duration.unwrap_or(0.0),
+                            burst_density: ps.packet_loss_bursts.density.unwrap_or(0.0),
+                            gap_duration: ps.packet_gap.duration.unwrap_or(0.0),
+                            gap_density: ps.packet_gap.density.unwrap_or(0.0),
+                        };
+                        let codec = codecs.get(a.codec.as_ref().map_or("", |c| c.as_str()));
+                        if let Ok(mos) = crate::quality::mos_from_cms(codec, &bg, 0.0) {
+                            scored.push((at / sim.speedup, mos));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // The window ending at `t` (wall seconds): (scored legs, share at MOS ≤ 3.1).
+    let at = |t: f64| {
+        let w: Vec<f64> = scored
+            .iter()
+            .filter(|(s, _)| *s > t - window && *s <= t)
+            .map(|x| x.1)
+            .collect();
+        let low = w.iter().filter(|m| **m <= 3.1).count() as f64;
+        (w.len() as f64, low / (w.len() as f64).max(1.0))
+    };
+    let (after, until) = (
+        inc.after.as_secs_f64(),
+        (inc.after + inc.lasts).as_secs_f64(),
+    );
+    let (n, s) = at(60.0);
+    assert!(n >= min_legs, "only {n} legs in the first minute");
+    for t in (60..after as u64).step_by(10) {
+        let (n, s) = at(t as f64);
+        assert!(s <= share, "before the incident, at {t} s: {s} of {n}");
+    }
+    let _ = s;
+    // The condition holds for a stretch longer than `for` during and after the incident.
+    let firing: Vec<u64> = (after as u64..end_wall.as_secs())
+        .step_by(10)
+        .filter(|t| {
+            let (n, s) = at(*t as f64);
+            n >= min_legs && s > share
+        })
+        .collect();
+    let (first, last) = (firing[0], *firing.last().unwrap());
+    eprintln!(
+        "condition from {first} s to {last} s; incident {after}..{until} s; {} scored legs",
+        scored.len()
+    );
+    assert_eq!(
+        firing.len() as u64,
+        (last - first) / 10 + 1,
+        "one stretch: {firing:?}"
+    );
+    assert!(
+        (last - first) as f64 > hold,
+        "condition held {} s",
+        last - first
+    );
+    assert!(
+        first as f64 >= after && (first as f64) < until - hold,
+        "fires during it"
+    );
+    let (n, s) = at(until + window + 60.0);
+    assert!(
+        s <= share && n >= min_legs,
+        "clears after the incident: {s} of {n}"
+    );
 }

@@ -172,6 +172,8 @@ pub(crate) struct PlayConfig {
     pub timeout: Duration,
     pub duplicate_rate: f64,
     pub err_log_dir: Option<PathBuf>,
+    /// Virtual time runs this many times faster (`SimConfig::speedup`), as for the bridges.
+    pub speedup: f64,
 }
 
 /// What a player's deliveries add up to.
@@ -204,7 +206,8 @@ pub(crate) async fn play(
         if *stop.borrow() {
             break;
         }
-        let when = tokio::time::Instant::from_std(started + Duration::from_micros(at));
+        let when =
+            tokio::time::Instant::from_std(started + super::realism::wall_offset(at, cfg.speedup));
         if tokio::time::Instant::now() < when {
             tokio::select! {
                 _ = tokio::time::sleep_until(when) => {}
@@ -425,6 +428,7 @@ pub(crate) fn spawn(
         timeout: cfg.request_timeout,
         duplicate_rate: cfg.duplicate_rate,
         err_log_dir,
+        speedup: cfg.speedup,
     };
     let mut out = Vec::new();
     for i in 0..cfg.freeswitch_switches {

@@ -41,6 +41,17 @@ pub(crate) struct Header<'a> {
     pub missing: u64,
 }
 
+/// A rendered record with its `numPreceedingRecordsMissing` changed from `old` to `new`
+/// (0 = absent): how a receiver's own outage is announced on a record shared by all of them.
+pub(crate) fn with_missing(xml: &str, index: u64, old: u64, new: u64) -> String {
+    let attr = |n: u64| format!(" numPreceedingRecordsMissing=\"{n}\"");
+    if old > 0 {
+        return xml.replacen(&attr(old), &attr(new), 1);
+    }
+    let at = format!(" correlatorIndex=\"{index}\"");
+    xml.replacen(&at, &format!("{at}{}", attr(new)), 1)
+}
+
 impl RecordWriter {
     /// Opens `<record ...><object id="...">`.
     pub fn new(h: &Header<'_>, object: &'static str, id: u128) -> RecordWriter {
