@@ -11,7 +11,8 @@ use common::*;
 
 const CB: &str = "158ba4f7-70eb-4a35-982c-71d4f1674277";
 
-/// Every sample of the exposition except process_* and journal/snapshot housekeeping.
+/// Every sample of the exposition except what belongs to one process: process_*, HTTP
+/// self-metrics (and the series count they add to), journal/snapshot housekeeping.
 fn state_lines(s: &Scrape) -> Vec<String> {
     let mut v: Vec<String> =
         s.0.lines()
@@ -21,6 +22,8 @@ fn state_lines(s: &Scrape) -> Vec<String> {
                     && !l.starts_with("cdr_exporter_journal")
                     && !l.starts_with("cdr_exporter_snapshot")
                     && !l.starts_with("cdr_exporter_recovery")
+                    && !l.starts_with("cdr_exporter_http_")
+                    && !l.starts_with("cdr_exporter_series ")
             })
             .map(str::to_owned)
             .collect();
