@@ -11,26 +11,6 @@ use common::*;
 
 const CB: &str = "158ba4f7-70eb-4a35-982c-71d4f1674277";
 
-/// Every sample of the exposition except what belongs to one process: process_*, HTTP
-/// self-metrics (and the series count they add to), journal/snapshot housekeeping.
-fn state_lines(s: &Scrape) -> Vec<String> {
-    let mut v: Vec<String> =
-        s.0.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| {
-                !l.starts_with("process_")
-                    && !l.starts_with("cdr_exporter_journal")
-                    && !l.starts_with("cdr_exporter_snapshot")
-                    && !l.starts_with("cdr_exporter_recovery")
-                    && !l.starts_with("cdr_exporter_http_")
-                    && !l.starts_with("cdr_exporter_series ")
-            })
-            .map(str::to_owned)
-            .collect();
-    v.sort();
-    v
-}
-
 #[tokio::test]
 async fn a_clean_restart_continues_counters_and_open_calls() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,8 +32,8 @@ async fn a_clean_restart_continues_counters_and_open_calls() {
     let mut c = Conn::open(server.addr).await;
     let after = c.scrape().await;
     assert_eq!(
-        state_lines(&before),
-        state_lines(&after),
+        before.restored_state(),
+        after.restored_state(),
         "same values after restart"
     );
     assert_eq!(after.sum("cms_calls_active", &[("call_bridge", CB)]), 1.0);
@@ -221,7 +201,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     let mut child = spawn_exporter(port, dir.path());
     let mut c = wait_up(port).await;
     let after = c.scrape().await;
-    assert_eq!(state_lines(&before), state_lines(&after));
+    assert_eq!(before.restored_state(), after.restored_state());
     assert_eq!(after.sum("cms_call_legs_active", &[]), 1.0);
     assert_eq!(c.post("/cdr", fixture("ch6-post6.xml")).await.status, 200);
     let s = c.scrape().await;

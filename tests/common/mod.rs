@@ -263,6 +263,30 @@ where
 pub struct Scrape(pub String);
 
 impl Scrape {
+    /// Every sample a restart must restore, sorted: all but what belongs to one process
+    /// (process_*, HTTP self-metrics and the series count they add to, the log limiter's
+    /// count, which in-process servers share) and the journal, snapshot and recovery
+    /// housekeeping.
+    pub fn restored_state(&self) -> Vec<String> {
+        const PER_PROCESS: &[&str] = &[
+            "process_",
+            "cdr_exporter_http_",
+            "cdr_exporter_series ",
+            "cdr_exporter_log_lines_suppressed_total",
+            "cdr_exporter_journal",
+            "cdr_exporter_snapshot",
+            "cdr_exporter_recovery",
+        ];
+        let mut v: Vec<String> = self
+            .0
+            .lines()
+            .filter(|l| !l.starts_with('#') && !PER_PROCESS.iter().any(|p| l.starts_with(p)))
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Every sample `(labels, value)` named exactly `name`.
     pub fn samples(&self, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
         let mut out = Vec::new();
