@@ -117,9 +117,15 @@ fn apply(c: &mut Criterion) {
         )
     });
     g.finish();
-    // The dedupe memories held every distinct one: the runs applied, not deduplicated.
+    // The dedupe memories hold every distinct one: the runs applied, not deduplicated (a
+    // measured run makes thousands; `cargo test --benches` runs each routine once).
+    let at_least = if std::env::args().any(|a| a == "--bench") {
+        10
+    } else {
+        1
+    };
     let entries = ingest.dedupe_entries();
-    assert!(entries.iter().all(|(_, n)| *n > 10), "{entries:?}");
+    assert!(entries.iter().all(|(_, n)| *n >= at_least), "{entries:?}");
 }
 
 criterion_group!(voip, parse, apply);
