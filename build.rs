@@ -1,5 +1,7 @@
 //! Build metadata for `cdr_exporter_build_info` and `--version`: the git commit (or
-//! `CDR_EXPORTER_REVISION` from a packaging script, else `unknown`) and the compiler version.
+//! `CDR_BUILD_REVISION` from a packaging script, else `unknown`) and the compiler version.
+//! Not under the `CDR_EXPORTER_` prefix: cargo passes these to `cargo run` and `cargo test`
+//! processes, and the exporter warns about every such variable that is not a key.
 
 use std::process::Command;
 
@@ -10,7 +12,7 @@ fn output(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let revision = std::env::var("CDR_EXPORTER_REVISION")
+    let revision = std::env::var("CDR_BUILD_REVISION")
         .ok()
         .filter(|s| !s.is_empty())
         .or_else(|| output("git", &["rev-parse", "--short=12", "HEAD"]))
@@ -19,9 +21,9 @@ fn main() {
     let rustc_version = output(&rustc, &["--version"])
         .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
         .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=CDR_EXPORTER_REVISION={revision}");
-    println!("cargo:rustc-env=CDR_EXPORTER_RUSTC={rustc_version}");
-    println!("cargo:rerun-if-env-changed=CDR_EXPORTER_REVISION");
+    println!("cargo:rustc-env=CDR_BUILD_REVISION={revision}");
+    println!("cargo:rustc-env=CDR_BUILD_RUSTC={rustc_version}");
+    println!("cargo:rerun-if-env-changed=CDR_BUILD_REVISION");
     // A new commit changes HEAD or the branch it points to.
     println!("cargo:rerun-if-changed=.git/HEAD");
     if let Some(r) = output("git", &["symbolic-ref", "-q", "HEAD"]) {

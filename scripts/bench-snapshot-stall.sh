@@ -32,7 +32,9 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-CDR_EXPORTER_SNAPSHOT__INTERVAL_SECONDS=$SNAP "$BIN" --listen "127.0.0.1:$port" \
+# Room for every leg (the default tracking.max_objects is 500,000): the figure is a snapshot of
+# LEGS legs, not eviction.
+CDR_EXPORTER_TRACKING__MAX_OBJECTS=$((LEGS + LEGS / 4)) CDR_EXPORTER_SNAPSHOT__INTERVAL_SECONDS=$SNAP "$BIN" --listen "127.0.0.1:$port" \
   --data-dir "$work/data" --log-level warn 2>"$work/stderr" &
 pid=$!
 

@@ -14,9 +14,9 @@ use clap::{Args, Parser, Subcommand};
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (revision ",
-    env!("CDR_EXPORTER_REVISION"),
+    env!("CDR_BUILD_REVISION"),
     ", rustc ",
-    env!("CDR_EXPORTER_RUSTC"),
+    env!("CDR_BUILD_RUSTC"),
     ")"
 );
 

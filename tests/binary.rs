@@ -50,6 +50,46 @@ async fn binary_runs_without_config_and_exits_zero_on_sigterm() {
     assert_eq!(st.code(), Some(0), "{st:?}");
 }
 
+/// Two exporters on one data directory would write the same journal: the second exits at
+/// once with a clear error and the first keeps serving.
+#[tokio::test]
+async fn a_second_exporter_on_the_same_data_dir_exits_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let first = Exporter::start(&["--data-dir", data], &[]);
+    let mut second = Command::new(exe())
+        .args(["--data-dir", data])
+        .env("CDR_EXPORTER_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = second.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second exporter on the same data dir kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{status:?}");
+    assert!(err.contains("another cdr-exporter is using it"), "{err}");
+    assert!(err.contains(data), "names the directory: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let mut c = Conn::open(first.addr).await;
+    assert_eq!(
+        c.post("/cdr", fixture("clustered-batch.xml")).await.status,
+        200
+    );
+    drop(c);
+    assert_eq!(first.sigterm().code(), Some(0));
+}
+
 /// `systemctl reload` sends SIGHUP; without TLS it must not end the process (its default
 /// action would, and systemd would not restart a clean signal exit).
 #[tokio::test]

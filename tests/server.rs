@@ -348,6 +348,43 @@ async fn metrics_negotiates_openmetrics_and_text() {
     server.stop().await.unwrap();
 }
 
+/// Prometheus sends `Accept-Encoding: gzip`: the answer is gzip and holds the same samples as
+/// the plain one; a scraper that does not ask gets plain text.
+#[tokio::test]
+async fn metrics_are_gzipped_when_the_scraper_asks() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(dir.path())).await;
+    let mut c = Conn::open(server.addr).await;
+    assert_eq!(
+        c.post("/cdr", fixture("clustered-batch.xml")).await.status,
+        200
+    );
+    let plain = c.get("/metrics").await;
+    assert!(plain.headers.get("content-encoding").is_none());
+    let mut h = hyper::HeaderMap::new();
+    h.insert("accept-encoding", "gzip".parse().unwrap());
+    let gz = c.request_with("GET", "/metrics", &h, vec![]).await;
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.headers["content-encoding"], "gzip");
+    assert_eq!(gz.headers["vary"], "Accept, Accept-Encoding");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz.raw[..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    assert!(
+        gz.raw.len() * 3 < text.len(),
+        "{} of {}",
+        gz.raw.len(),
+        text.len()
+    );
+    // Same samples, but for the request counters the first scrape moved.
+    let (text, plain) = (Scrape(text), Scrape(plain.body));
+    assert_eq!(text.restored_state(), plain.restored_state());
+    assert_eq!(text.sum("cdr_exporter_records_total", &[]), 4.0);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn probes_and_landing_page() {
     let dir = tempfile::tempdir().unwrap();

@@ -936,3 +936,71 @@ fn shipped_freeswitch_configs_use_real_keys_and_our_path() {
         );
     }
 }
+
+/// The dedupe memories live in the snapshot and come back from the journal: a retry that
+/// arrives after a restart (a clean one, or a crash with only the journal) is still a
+/// duplicate, for FreeSWITCH and for rtpengine.
+#[tokio::test]
+async fn dedupe_memories_survive_a_restart_and_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let leg = fs_fixture("a-leg-good.xml");
+    let report = rtp_fixture("kamailio-5.6-bye.json");
+    let server = Server::start(test_config(dir.path())).await;
+    let mut c = Conn::open(server.addr).await;
+    assert_eq!(
+        c.post_typed(FS, Some("text/xml"), leg.clone()).await.status,
+        200
+    );
+    let r = c
+        .post_typed(KAM, Some("application/json"), report.clone())
+        .await;
+    assert_eq!(r.status, 200);
+    drop(c);
+    server.stop().await.unwrap();
+    for restart in ["clean", "crash"] {
+        let server = Server::start(test_config(dir.path())).await;
+        let mut c = Conn::open(server.addr).await;
+        assert_eq!(
+            c.post_typed(FS, Some("text/xml"), leg.clone()).await.status,
+            200
+        );
+        let r = c
+            .post_typed(KAM, Some("application/json"), report.clone())
+            .await;
+        assert_eq!(r.status, 200);
+        let s = c.scrape().await;
+        let n = if restart == "clean" { 1.0 } else { 2.0 };
+        assert_eq!(
+            s.sum("freeswitch_cdr_legs_total", &[("switch", "fs-edge-01")]),
+            1.0,
+            "{restart}"
+        );
+        assert_eq!(
+            s.get(
+                "freeswitch_cdr_duplicates_total",
+                &[("switch", "fs-edge-01")]
+            ),
+            Some(n),
+            "{restart}"
+        );
+        let node = ("node", "kamailio-1");
+        assert_eq!(
+            s.get("kamailio_rtpengine_calls_total", &[node, ("event", "bye")]),
+            Some(1.0),
+            "{restart}"
+        );
+        assert_eq!(
+            s.get("kamailio_rtpengine_reports_duplicate_total", &[node]),
+            Some(n),
+            "{restart}"
+        );
+        drop(c);
+        if restart == "clean" {
+            // No snapshot at the end of this one: the next start gets the duplicate
+            // counted here back from the journal alone.
+            server.abort(dir.path()).await;
+        } else {
+            server.stop().await.unwrap();
+        }
+    }
+}

@@ -364,8 +364,8 @@ impl Metrics {
             &BUILD_INFO,
             &[
                 env!("CARGO_PKG_VERSION"),
-                env!("CDR_EXPORTER_REVISION"),
-                env!("CDR_EXPORTER_RUSTC"),
+                env!("CDR_BUILD_REVISION"),
+                env!("CDR_BUILD_RUSTC"),
             ],
             Value::U64(1),
         );

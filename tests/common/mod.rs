@@ -124,6 +124,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: hyper::HeaderMap,
     pub body: String,
+    /// The body as received (a gzip body is not text).
+    pub raw: Bytes,
 }
 
 impl Conn {
@@ -165,6 +167,7 @@ impl Conn {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            raw: body,
         }
     }
 
@@ -199,6 +202,7 @@ impl Conn {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            raw: body,
         }
     }
 
