@@ -690,6 +690,7 @@ fn check_syscalls(inst: &Installed, unit: &Path) {
     let summary = tmp.path().join("strace.txt");
     let cmd = command(inst, &tmp.path().join("data"));
     let exe = cmd.get_program().to_owned();
+    let exe_name = Path::new(&exe).file_name().unwrap().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut strace = Command::new("strace");
     strace
@@ -709,15 +710,20 @@ fn check_syscalls(inst: &Installed, unit: &Path) {
         .stderr(Stdio::piped());
     let mut child = Reaped(strace.spawn().expect("spawn strace"));
     let logs = log_lines(&mut child);
-    // The exporter is strace's child.
+    // The exporter is strace's child once it has exec'd the binary; before that strace forks
+    // short-lived children of its own to probe ptrace features (a signal sent to one of
+    // those finds no process).
     let children = format!("/proc/{0}/task/{0}/children", child.id());
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid: u32 = loop {
         let c = std::fs::read_to_string(&children).unwrap_or_default();
-        if let Some(p) = c.split_whitespace().next() {
+        let exporter = c.split_whitespace().find(|p| {
+            std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|exe| exe.ends_with(&exe_name))
+        });
+        if let Some(p) = exporter {
             break p.parse().unwrap();
         }
-        assert!(Instant::now() < deadline, "strace started no child");
+        assert!(Instant::now() < deadline, "strace started no exporter");
         std::thread::sleep(Duration::from_millis(10));
     };
     let _kill = KillOnDrop(pid);

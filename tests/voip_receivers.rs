@@ -942,32 +942,23 @@ fn shipped_freeswitch_configs_use_real_keys_and_our_path() {
 /// duplicate, for FreeSWITCH and for rtpengine.
 #[tokio::test]
 async fn dedupe_memories_survive_a_restart_and_a_crash() {
+    async fn post_leg_and_report(c: &mut Conn) {
+        let r = c
+            .post_typed(FS, Some("text/xml"), fs_fixture("a-leg-good.xml"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let report = rtp_fixture("kamailio-5.6-bye.json");
+        let r = c.post_typed(KAM, Some("application/json"), report).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
     let dir = tempfile::tempdir().unwrap();
-    let leg = fs_fixture("a-leg-good.xml");
-    let report = rtp_fixture("kamailio-5.6-bye.json");
     let server = Server::start(test_config(dir.path())).await;
-    let mut c = Conn::open(server.addr).await;
-    assert_eq!(
-        c.post_typed(FS, Some("text/xml"), leg.clone()).await.status,
-        200
-    );
-    let r = c
-        .post_typed(KAM, Some("application/json"), report.clone())
-        .await;
-    assert_eq!(r.status, 200);
-    drop(c);
+    post_leg_and_report(&mut Conn::open(server.addr).await).await;
     server.stop().await.unwrap();
     for restart in ["clean", "crash"] {
         let server = Server::start(test_config(dir.path())).await;
         let mut c = Conn::open(server.addr).await;
-        assert_eq!(
-            c.post_typed(FS, Some("text/xml"), leg.clone()).await.status,
-            200
-        );
-        let r = c
-            .post_typed(KAM, Some("application/json"), report.clone())
-            .await;
-        assert_eq!(r.status, 200);
+        post_leg_and_report(&mut c).await;
         let s = c.scrape().await;
         let n = if restart == "clean" { 1.0 } else { 2.0 };
         assert_eq!(
